@@ -1,0 +1,399 @@
+"""The store: one directory with a DuckDB file, sealed Parquet segments, objects, an inbox.
+
+Concurrency. DuckDB lets one process write a file, and no other process open it while it
+does. A writer therefore holds the file only while it is busy: it takes the lock (retrying
+while another process holds it), appends, and lets go once idle. Readers (``lineage sql``,
+``log``, the terminal UI) open the file read-only for one query at a time, retrying on
+the lock the same way, so a reader opened while a loop is writing sees its events as soon
+as the writer pauses. Producers that must never wait write JSONL into ``inbox/`` instead.
+
+Within one process, DuckDB shares one database instance between connections, so two
+writers there would each believe they own the chain head; a per-store thread lock makes
+them take turns.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lineage.errors import StoreLocked, StoreNotFound
+from lineage.migrations import migrate
+from lineage.objects import ObjectStore
+from schemas import GENESIS_HASH, Draft, Prepared, canonical_body, chain_hash, prepare
+from schemas.envelope import now_us
+
+STORE_ENV = "LINEAGE_STORE"
+DEFAULT_STORE = ".lineage"
+DB_FILE = "lineage.duckdb"
+DEFAULT_SEAL_THRESHOLD = 250_000
+
+ARROW_SCHEMA = pa.schema([
+    ("seq", pa.int64()),
+    ("event_id", pa.string()),
+    ("lineage", pa.string()),
+    ("branch", pa.string()),
+    ("node", pa.string()),
+    ("kind", pa.string()),
+    ("actor_kind", pa.string()),
+    ("actor", pa.string()),
+    ("actor_node", pa.string()),
+    ("occurred_at", pa.timestamp("us", tz="UTC")),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ("payload", pa.string()),
+    ("schema_version", pa.int32()),
+    ("caused_by", pa.string()),
+    ("prev_hash", pa.string()),
+    ("hash", pa.string()),
+])
+
+_INSERT_ONE = (
+    "INSERT INTO event_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?, ?, ?, ?, ?)"
+)
+
+_process_locks: dict[Path, threading.RLock] = {}
+_process_locks_guard = threading.Lock()
+_open_writers: dict[Path, int] = {}
+
+
+def _process_lock(db: Path) -> threading.RLock:
+    with _process_locks_guard:
+        return _process_locks.setdefault(db, threading.RLock())
+
+
+def resolve_store_path(store: str | os.PathLike | None = None) -> Path:
+    """``--store DIR``, else ``$LINEAGE_STORE``, else ``./.lineage``."""
+    if store:
+        return Path(store).expanduser().resolve()
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(DEFAULT_STORE).resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the store acknowledges for one appended event."""
+
+    seq: int
+    event_id: str
+    hash: str
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def _connect(db: Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, retrying while another process holds its lock."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            con = duckdb.connect(str(db), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreLocked(
+                    f"{db} is busy: another process has held it for {timeout:.0f}s ({exc}). "
+                    "Wait for it, or send events through the inbox (Tracker(..., inbox=True))."
+                ) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.05)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET python_enable_replacements = false")
+    return con
+
+
+class Store:
+    """A lineage store on disk. Cheap to construct; opens DuckDB only when asked."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self.db = self.root / DB_FILE
+        self.segments_dir = self.root / "segments"
+        self.objects = ObjectStore(self.root / "objects")
+        self.inbox = self.root / "inbox"
+        self.quarantine = self.root / "quarantine"
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def init(cls, root: str | os.PathLike | None = None) -> Store:
+        store = cls(resolve_store_path(root))
+        for d in (store.root, store.segments_dir, store.objects.root, store.inbox, store.quarantine):
+            d.mkdir(parents=True, exist_ok=True)
+        with store.writer() as w:
+            w.con  # noqa: B018 - opening runs the migrations
+        return store
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None) -> Store:
+        path = resolve_store_path(root)
+        store = cls(path)
+        if not store.db.exists():
+            raise StoreNotFound(f"no lineage store at {path}; create one with `lineage init --store {path}` (or run `lineage demo`)")
+        return store
+
+    def exists(self) -> bool:
+        return self.db.exists()
+
+    # -- writing -------------------------------------------------------------------
+
+    def writer(self, **options) -> Writer:
+        return Writer(self, **options)
+
+    def append(self, drafts: Draft | Sequence[Draft]) -> list[Stored]:
+        """Validate and durably append events; all or nothing."""
+        if isinstance(drafts, Draft):
+            drafts = [drafts]
+        prepared = [prepare(d) for d in drafts]
+        with self.writer() as w:
+            return w.append_many(prepared)
+
+    def seal(self):
+        with self.writer() as w:
+            return w.seal()
+
+    # -- reading -------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for one unit of work. Released on exit so writers can go on."""
+        if not self.db.exists():
+            raise StoreNotFound(f"no lineage store at {self.root}; create one with `lineage init`")
+        if _open_writers.get(self.db):
+            # This process is writing: DuckDB shares the instance, a cursor sees committed data.
+            con = duckdb.connect(str(self.db))
+            con.execute("SET TimeZone = 'UTC'")
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        con = _connect(self.db, read_only=True, timeout=timeout)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query_arrow(self, sql: str, params: Sequence | None = None) -> pa.Table:
+        with self.reader() as con:
+            return con.sql(sql, params=params or None).to_arrow_table()
+
+    def count(self) -> int:
+        with self.reader() as con:
+            return con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+class Writer:
+    """Holds the store for appending. Use as a context manager, or call ``release()``.
+
+    ``idle_release``: let go of the DuckDB file after this many idle seconds (a loop that
+    computes between events then never blocks readers). ``max_hold``: when appending
+    continuously, hand the file over this often so readers and other writers get a turn.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lock_timeout: float = 60.0,
+        idle_release: float | None = None,
+        max_hold: float | None = None,
+        seal_threshold: int = DEFAULT_SEAL_THRESHOLD,
+    ):
+        self.store = store
+        self.lock_timeout = lock_timeout
+        self.idle_release = idle_release
+        self.max_hold = max_hold
+        self.seal_threshold = seal_threshold
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._thread_lock = _process_lock(store.db)
+        self._mutex = threading.RLock()
+        self._head_seq = 0
+        self._head_hash = GENESIS_HASH
+        self._hot = 0
+        self._held_since = 0.0
+        self._last_used = 0.0
+        self._closed = False
+        self._idle_thread: threading.Thread | None = None
+
+    # -- the lease -------------------------------------------------------------------
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        with self._mutex:
+            if self._con is None:
+                self._acquire()
+            self._last_used = time.monotonic()
+            return self._con
+
+    def _acquire(self) -> None:
+        if not self._thread_lock.acquire(timeout=self.lock_timeout):
+            raise StoreLocked(f"{self.store.db} is held by another writer in this process for over {self.lock_timeout:.0f}s")
+        try:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            con = _connect(self.store.db, read_only=False, timeout=self.lock_timeout)
+            migrate(con)
+            from lineage.segments import ensure_events_view
+
+            ensure_events_view(con, self.store)
+            row = con.execute("SELECT seq, hash FROM event_log ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is None:
+                row = con.execute("SELECT last_seq, last_hash FROM segments ORDER BY last_seq DESC LIMIT 1").fetchone()
+            self._head_seq, self._head_hash = row if row else (0, GENESIS_HASH)
+            self._hot = con.execute("SELECT count(*) FROM event_log").fetchone()[0]
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._con = con
+        self._held_since = time.monotonic()
+        _open_writers[self.store.db] = _open_writers.get(self.store.db, 0) + 1
+        if self.idle_release and self._idle_thread is None:
+            self._idle_thread = threading.Thread(target=self._release_when_idle, daemon=True)
+            self._idle_thread.start()
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._con is None:
+                return
+            try:
+                self._con.close()
+            finally:
+                self._con = None
+                _open_writers[self.store.db] -= 1
+                self._thread_lock.release()
+
+    def close(self) -> None:
+        self._closed = True
+        self.release()
+
+    def _release_when_idle(self) -> None:
+        while not self._closed:
+            time.sleep(min(0.05, self.idle_release))
+            with self._mutex:
+                if self._con is not None and time.monotonic() - self._last_used >= self.idle_release:
+                    self.release()
+
+    def _maybe_yield(self) -> None:
+        """Under continuous appends, let waiting readers and writers in every ``max_hold`` s."""
+        if self.max_hold and self._con is not None and time.monotonic() - self._held_since >= self.max_hold:
+            self.release()
+            time.sleep(0.01 + random.random() * 0.02)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def head(self) -> tuple[int, str]:
+        with self._mutex:
+            self.con  # noqa: B018 - make sure the head is read from disk
+            return self._head_seq, self._head_hash
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(self, event: Prepared) -> Stored:
+        """Durably append one event (one DuckDB commit)."""
+        with self._mutex:
+            self._maybe_yield()
+            con = self.con
+            seq = self._head_seq + 1
+            rec = now_us()
+            e = event
+            h = chain_hash(self._head_hash, canonical_body(
+                seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
+                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by))
+            con.execute(_INSERT_ONE, [
+                seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
+                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by,
+                self._head_hash, h])
+            self._head_seq, self._head_hash = seq, h
+            self._hot += 1
+            self._last_used = time.monotonic()
+            self._seal_if_due()
+            return Stored(seq, e.event_id, h)
+
+    def append_many(self, events: Sequence[Prepared]) -> list[Stored]:
+        """Append a batch in one transaction (group commit): all of it, or none of it."""
+        if not events:
+            return []
+        with self._mutex:
+            self._maybe_yield()
+            con = self.con
+            table, acks = self._chain(events)
+            con.register("_lineage_batch", table)
+            try:
+                con.execute("BEGIN")
+                con.execute("INSERT INTO event_log SELECT * FROM _lineage_batch")
+                con.execute("COMMIT")
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                con.unregister("_lineage_batch")
+            self._head_seq, self._head_hash = acks[-1].seq, acks[-1].hash
+            self._hot += len(acks)
+            self._last_used = time.monotonic()
+            self._seal_if_due()
+            return acks
+
+    def _chain(self, events: Sequence[Prepared]) -> tuple[pa.Table, list[Stored]]:
+        """Assign seq, recorded_at and hashes to a batch and lay it out as Arrow columns."""
+        seq = self._head_seq
+        prev = self._head_hash
+        rec = now_us()
+        cols: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
+        acks = []
+        for e in events:
+            seq += 1
+            h = chain_hash(prev, canonical_body(
+                seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
+                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by))
+            for name, value in (
+                ("seq", seq), ("event_id", e.event_id), ("lineage", e.lineage), ("branch", e.branch),
+                ("node", e.node), ("kind", e.kind), ("actor_kind", e.actor_kind), ("actor", e.actor),
+                ("actor_node", e.actor_node), ("occurred_at", e.occurred_us), ("recorded_at", rec),
+                ("payload", e.payload_json), ("schema_version", e.schema_version),
+                ("caused_by", e.caused_by), ("prev_hash", prev), ("hash", h),
+            ):
+                cols[name].append(value)
+            acks.append(Stored(seq, e.event_id, h))
+            prev = h
+        table = pa.Table.from_pydict(
+            {name: pa.array(cols[name], type=ARROW_SCHEMA.field(name).type) for name in ARROW_SCHEMA.names},
+            schema=ARROW_SCHEMA,
+        )
+        return table, acks
+
+    def _seal_if_due(self) -> None:
+        if self.seal_threshold and self._hot >= self.seal_threshold:
+            self.seal()
+
+    def seal(self):
+        from lineage.segments import seal
+
+        with self._mutex:
+            result = seal(self.con, self.store)
+            if result is not None:
+                self._hot = 0
+            return result

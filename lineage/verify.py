@@ -1,0 +1,142 @@
+"""Tamper evidence: recompute the hash chain across Parquet segments and DuckDB, and every object.
+
+The chain check runs inside DuckDB: the canonical body of ``schemas.envelope`` is a plain
+join of columns, so SQL rebuilds it and ``sha256()`` rehashes a million events in about a
+second, with no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from lineage.objects import sha256_file
+from lineage.segments import _quote
+from lineage.store import Store
+from schemas.envelope import GENESIS_HASH, NULL, SEP
+
+_BODY = " || chr(31) || ".join([
+    "seq::VARCHAR", "event_id", "lineage", "branch", f"coalesce(node, chr({ord(NULL)}))", "kind",
+    "actor_kind", "actor", f"coalesce(actor_node, chr({ord(NULL)}))", "epoch_us(occurred_at)::VARCHAR",
+    "epoch_us(recorded_at)::VARCHAR", "payload::VARCHAR", "schema_version::VARCHAR",
+    f"coalesce(caused_by, chr({ord(NULL)}))",
+])
+assert SEP == "\x1f"
+
+_COLS = ("seq, event_id, lineage, branch, node, kind, actor_kind, actor, actor_node, occurred_at, "
+         "recorded_at, payload, schema_version, caused_by, prev_hash, hash")
+
+
+@dataclass
+class Finding:
+    what: str  # chain | segment | object | store
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    segments: int = 0
+    objects: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple | None:
+    sql = f"""
+        WITH e AS (SELECT {_COLS} FROM {source}),
+        c AS (
+            SELECT seq, hash, prev_hash,
+                   lag(seq) OVER w AS before_seq,
+                   lag(hash) OVER w AS before_hash,
+                   sha256(prev_hash || chr(31) || {_BODY}) AS recomputed
+            FROM e WINDOW w AS (ORDER BY seq)
+        )
+        SELECT seq, before_seq, hash = recomputed AS hash_ok,
+               prev_hash = coalesce(before_hash, '{GENESIS_HASH}') AS link_ok
+        FROM c
+        WHERE hash != recomputed
+           OR prev_hash != coalesce(before_hash, '{GENESIS_HASH}')
+           OR seq != coalesce(before_seq, 0) + 1
+        ORDER BY seq LIMIT 1
+    """
+    return con.execute(sql).fetchone()
+
+
+def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None) -> VerifyReport:
+    report = VerifyReport()
+    say = progress or (lambda _msg: None)
+    with store.reader() as con:
+        segs = con.execute("SELECT file, first_seq, last_seq, events, file_sha256 FROM segments ORDER BY first_seq").fetchall()
+        report.segments = len(segs)
+        files: list[Path] = []
+        say(f"checking {len(segs)} segment files")
+        for name, first, last, n, digest in segs:
+            path = store.segments_dir / name
+            if not path.exists():
+                report.findings.append(Finding("segment", str(path), f"segment holding events {first}..{last} is missing"))
+                return report
+            if sha256_file(path) != digest:
+                report.findings.append(Finding("segment", str(path),
+                    f"file does not match the hash recorded when it was sealed (events {first}..{last}): it was modified"))
+                return report
+            files.append(path)
+        known = {s[0] for s in segs}
+        for extra in sorted(store.segments_dir.glob("*.parquet")):
+            if extra.name not in known:
+                report.warnings.append(f"{extra}: not a registered segment (left by an interrupted seal?); ignored")
+        if files:
+            source = f"(SELECT {_COLS} FROM read_parquet([{', '.join(_quote(f) for f in files)}]) UNION ALL SELECT {_COLS} FROM event_log)"
+        else:
+            source = "event_log"
+        say("recomputing the hash chain")
+        try:
+            report.events = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+            bad = _first_chain_break(con, source)
+        except duckdb.Error as exc:
+            report.findings.append(Finding("segment", str(store.segments_dir), f"cannot be read: {exc}"))
+            return report
+        if bad:
+            seq, before, hash_ok, link_ok = bad
+            if before is not None and seq != before + 1:
+                msg = f"events {before + 1}..{seq - 1} are missing (deleted?)" if seq > before + 1 else f"seq {seq} appears twice or out of order"
+                report.findings.append(Finding("chain", f"event seq {before + 1 if seq > before + 1 else seq}", msg))
+            elif not hash_ok:
+                report.findings.append(Finding("chain", f"event seq {seq}", "content does not match its hash: the event was edited"))
+            else:
+                report.findings.append(Finding("chain", f"event seq {seq}", "prev_hash does not link to the previous event: the chain was cut or reordered"))
+            where = _locate(seq, segs)
+            if where:
+                report.findings[-1].message += f" (in {where})"
+            return report
+        head = con.execute(f"SELECT max(seq) FROM {source}").fetchone()[0] or 0
+        last_sealed = segs[-1][2] if segs else 0
+        if head < last_sealed:
+            report.findings.append(Finding("chain", f"event seq {head + 1}", f"events {head + 1}..{last_sealed} are missing"))
+            return report
+    if objects:
+        say("rehashing objects")
+        for digest, path in store.objects:
+            report.objects += 1
+            if sha256_file(path) != digest:
+                report.findings.append(Finding("object", str(path), f"object {digest[:12]}… no longer hashes to its name: it was modified"))
+                return report
+    return report
+
+
+def _locate(seq: int, segs: list) -> str | None:
+    for name, first, last, *_ in segs:
+        if first <= seq <= last:
+            return f"segment {name}"
+    return "lineage.duckdb (event_log)"

@@ -1,0 +1,52 @@
+"""Actors: who did something. ``human:<name>``, ``ai:<model-or-agent>``, ``system:<tool>``."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from schemas.errors import SchemaError
+
+
+class ActorKind(StrEnum):
+    human = "human"
+    ai = "ai"
+    system = "system"
+
+
+# A name is any printable text without control characters; the kind prefix is strict so
+# that `Human:Bob` or `bot:x` are refused rather than guessed at.
+_ACTOR = re.compile(r"^(human|ai|system):([^\x00-\x1f\x7f]{1,200})$")
+
+
+def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]:
+    """Split ``kind:name``; raise SchemaError naming ``field`` if it is not an actor."""
+    if actor is None or actor == "":
+        raise SchemaError(
+            [(field, "an actor is required: 'human:<name>', 'ai:<model-or-agent>' or 'system:<tool>'")]
+        )
+    if not isinstance(actor, str):
+        raise SchemaError([(field, f"expected a string like 'ai:gpt-5', got {type(actor).__name__}")])
+    m = _ACTOR.match(actor)
+    if not m or not m.group(2).strip():
+        raise SchemaError(
+            [(field, f"{actor!r} is not an actor: expected 'human:<name>', 'ai:<model-or-agent>' or 'system:<tool>'")]
+        )
+    return ActorKind(m.group(1)), m.group(2)
+
+
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,300}$")
+
+
+def check_name(value: object, field: str, *, required: bool = True) -> str | None:
+    """Names (lineage, branch, node) are non-empty printable text; control characters would
+    break the canonical serialization that the hash chain is computed over."""
+    if value is None:
+        if required:
+            raise SchemaError([(field, "is required")])
+        return None
+    if not isinstance(value, str):
+        raise SchemaError([(field, f"expected a string, got {type(value).__name__}")])
+    if not _NAME.match(value):
+        raise SchemaError([(field, "expected 1-300 printable characters (no control characters)")])
+    return value
