@@ -330,13 +330,22 @@ class Writer:
             self._seal_if_due()
             return Stored(seq, e.event_id, h)
 
-    def append_many(self, events: Sequence[Prepared]) -> list[Stored]:
-        """Append a batch in one transaction (group commit): all of it, or none of it."""
+    def append_many(self, events: Sequence[Prepared], *, skip_existing: bool = False) -> list[Stored]:
+        """Append a batch in one transaction (group commit): all of it, or none of it.
+
+        ``skip_existing``: leave out events whose ``event_id`` is already stored (or repeated
+        within the batch), which makes re-sending a file or re-running an import a no-op.
+        Only the events actually appended are acknowledged.
+        """
         if not events:
             return []
         with self._mutex:
             self._maybe_yield()
             con = self.con
+            if skip_existing:
+                events = self._new_only(con, events)
+                if not events:
+                    return []
             table, acks = self._chain(events)
             con.register("_lineage_batch", table)
             try:
@@ -356,6 +365,23 @@ class Writer:
             self._last_used = time.monotonic()
             self._seal_if_due()
             return acks
+
+    @staticmethod
+    def _new_only(con: duckdb.DuckDBPyConnection, events: Sequence[Prepared]) -> list[Prepared]:
+        ids = pa.table({"event_id": pa.array([e.event_id for e in events], pa.string())})
+        con.register("_lineage_ids", ids)
+        try:
+            known = {r[0] for r in con.execute(
+                "SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM _lineage_ids)").fetchall()}
+        finally:
+            con.unregister("_lineage_ids")
+        out, seen = [], set()
+        for e in events:
+            if e.event_id in known or e.event_id in seen:
+                continue
+            seen.add(e.event_id)
+            out.append(e)
+        return out
 
     def _chain(self, events: Sequence[Prepared]) -> tuple[pa.Table, list[Stored]]:
         """Assign seq, recorded_at and hashes to a batch and lay it out as Arrow columns."""
