@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow.parquet as pq
 
+from lineage.db import first_row
 from lineage.objects import sha256_file
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ def registered_files(con: duckdb.DuckDBPyConnection, store: Store) -> list[Path]
 def ensure_events_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     """(Re)define `events` if it is missing or the store has moved since it was defined."""
     here = str(store.segments_dir)
-    row = con.execute("SELECT value FROM store_meta WHERE key = 'segments_dir'").fetchone()
-    exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'events' AND NOT internal").fetchone()[0]
+    row = first_row(con.execute("SELECT value FROM store_meta WHERE key = 'segments_dir'"))
+    exists = first_row(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'events' AND NOT internal"))[0]
     if exists and row and row[0] == here:
         return
     con.execute("BEGIN")

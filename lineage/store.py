@@ -19,13 +19,14 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from lineage.db import first_row
 from lineage.errors import StoreLocked, StoreNotFound
 from lineage.migrations import migrate
 from lineage.objects import ObjectStore
@@ -196,7 +197,7 @@ class Store:
 
     def count(self) -> int:
         with self.reader() as con:
-            return con.execute("SELECT count(*) FROM events").fetchone()[0]
+            return first_row(con.execute("SELECT count(*) FROM events"))[0]
 
 
 class Writer:
@@ -252,11 +253,11 @@ class Writer:
             from lineage.segments import ensure_events_view
 
             ensure_events_view(con, self.store)
-            row = con.execute("SELECT seq, hash FROM event_log ORDER BY seq DESC LIMIT 1").fetchone()
+            row = first_row(con.execute("SELECT seq, hash FROM event_log ORDER BY seq DESC LIMIT 1"))
             if row is None:
-                row = con.execute("SELECT last_seq, last_hash FROM segments ORDER BY last_seq DESC LIMIT 1").fetchone()
+                row = first_row(con.execute("SELECT last_seq, last_hash FROM segments ORDER BY last_seq DESC LIMIT 1"))
             self._head_seq, self._head_hash = row if row else (0, GENESIS_HASH)
-            self._hot = con.execute("SELECT count(*) FROM event_log").fetchone()[0]
+            self._hot = first_row(con.execute("SELECT count(*) FROM event_log"))[0]
         except BaseException:
             self._thread_lock.release()
             raise
@@ -353,10 +354,8 @@ class Writer:
                 con.execute("INSERT INTO event_log SELECT * FROM _lineage_batch")
                 con.execute("COMMIT")
             except BaseException:
-                try:
+                with suppress(duckdb.Error):
                     con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
                 raise
             finally:
                 con.unregister("_lineage_batch")

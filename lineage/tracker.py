@@ -31,12 +31,12 @@ from typing import Any
 
 import orjson
 
-from lineage.store import Store, Stored, Writer
 from lineage.objects import sha256_file
+from lineage.store import Store, Stored, Writer
 from lineage.trees import diff_stats, diff_trees, manifest, manifest_hash, read_tree, tree_hash
 from schemas import Draft, SchemaError, prepare
-from schemas.envelope import from_us
 from schemas.actor import parse_actor
+from schemas.envelope import from_us
 
 
 def _as_tree(value: str | os.PathLike | Mapping[str, bytes | str]) -> dict[str, bytes]:
@@ -259,7 +259,7 @@ class NodeRecorder:
             payload["result_tree"] = tree_hash(new)
             if snapshot:
                 files_map = manifest(new)
-                for path, data in new.items():
+                for _path, data in new.items():
                     objects.put(data)
                 payload["snapshot_object"] = objects.put(orjson.dumps(files_map, option=orjson.OPT_SORT_KEYS))
                 assert manifest_hash(files_map) == payload["result_tree"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from lineage.db import first_row
 from lineage.objects import sha256_file
 from lineage.segments import _quote
 from lineage.store import Store
@@ -71,7 +72,7 @@ def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple | N
            OR seq != coalesce(before_seq, 0) + 1
         ORDER BY seq LIMIT 1
     """
-    return con.execute(sql).fetchone()
+    return first_row(con.execute(sql))
 
 
 def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None) -> VerifyReport:
@@ -82,7 +83,7 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
         report.segments = len(segs)
         files: list[Path] = []
         say(f"checking {len(segs)} segment files")
-        for name, first, last, n, digest in segs:
+        for name, first, last, _n, digest in segs:
             path = store.segments_dir / name
             if not path.exists():
                 report.findings.append(Finding("segment", str(path), f"segment holding events {first}..{last} is missing"))
@@ -102,7 +103,7 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
             source = "event_log"
         say("recomputing the hash chain")
         try:
-            report.events = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+            report.events = first_row(con.execute(f"SELECT count(*) FROM {source}"))[0]
             bad = _first_chain_break(con, source)
         except duckdb.Error as exc:
             report.findings.append(Finding("segment", str(store.segments_dir), f"cannot be read: {exc}"))
@@ -120,7 +121,7 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
             if where:
                 report.findings[-1].message += f" (in {where})"
             return report
-        head = con.execute(f"SELECT max(seq) FROM {source}").fetchone()[0] or 0
+        head = first_row(con.execute(f"SELECT max(seq) FROM {source}"))[0] or 0
         last_sealed = segs[-1][2] if segs else 0
         if head < last_sealed:
             report.findings.append(Finding("chain", f"event seq {head + 1}", f"events {head + 1}..{last_sealed} are missing"))

@@ -16,8 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-
-
 class Payload(BaseModel):
     # strict: "3" is not a number and 1 is not a string; a producer's type bug must surface.
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, strict=True)
