@@ -1,0 +1,37 @@
+"""`lineage demo`: build the bundled demo store (a real, small self-improvement loop)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from lineage.commands._common import console, store_option
+from lineage.store import resolve_store_path
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo)
+
+
+@click.command()
+@store_option
+def demo(store_dir: str | None) -> None:
+    """Build the demo lineage by running the bundled loop (data/demo); then explore it.
+
+    The loop really runs: every generation's evaluation is executed. Its actors (an AI
+    researcher, two people) are simulated by scripts.
+    """
+    from lineage.demo import build_demo
+
+    path = resolve_store_path(store_dir)
+    start = time.perf_counter()
+    with console.status("running the demo loop…") as status:
+        summary = build_demo(path, progress=lambda msg: status.update(msg))
+    took = time.perf_counter() - start
+    console.print(f"demo store at [bold]{path}[/] ({took:.1f}s)")
+    for key, value in summary.items():
+        console.print(f"  {key:<12} {value}")
+    flag = f" --store {store_dir}" if store_dir else ""
+    console.print(f"\nnext: [bold]lineage log{flag}[/], [bold]lineage show NODE{flag}[/], "
+                  f"[bold]lineage sql{flag} \"SELECT kind, count(*) FROM events GROUP BY ALL\"[/]")
