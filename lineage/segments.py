@@ -35,6 +35,19 @@ _VIEW_COLUMNS = (
     "recorded_at, payload::JSON AS payload, schema_version, caused_by, prev_hash, hash"
 )
 
+# The hot log stores each event's canonical body (schemas.envelope.canonical_body); this
+# splits it back into the envelope columns. chr(30) marks NULL, chr(31) separates fields;
+# neither can occur inside a field, so the split is exact.
+HOT_EVENTS = """
+    SELECT seq,
+           f[2] AS event_id, f[3] AS lineage, f[4] AS branch, nullif(f[5], chr(30)) AS node,
+           f[6] AS kind, f[7] AS actor_kind, f[8] AS actor, nullif(f[9], chr(30)) AS actor_node,
+           make_timestamptz(f[10]::BIGINT) AS occurred_at, make_timestamptz(f[11]::BIGINT) AS recorded_at,
+           f[12] AS payload, f[13]::INTEGER AS schema_version, nullif(f[14], chr(30)) AS caused_by,
+           prev_hash, hash
+    FROM (SELECT seq, string_split(body, chr(31)) AS f, prev_hash, hash FROM event_log)
+"""
+
 
 @dataclass(frozen=True)
 class SealResult:
@@ -54,7 +67,7 @@ def _quote(path: Path) -> str:
 
 
 def events_view_sql(files: list[Path]) -> str:
-    hot = f"SELECT {_VIEW_COLUMNS} FROM event_log"
+    hot = f"SELECT {_VIEW_COLUMNS} FROM ({HOT_EVENTS})"
     if not files:
         return f"CREATE OR REPLACE VIEW events AS {hot}"
     listing = ", ".join(_quote(f) for f in files)
@@ -82,7 +95,7 @@ def ensure_events_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
 
 def seal(con: duckdb.DuckDBPyConnection, store: Store) -> SealResult | None:
     """Move every hot event into one new segment. Returns None when there is nothing to seal."""
-    table = con.sql("SELECT * FROM event_log ORDER BY seq").to_arrow_table()
+    table = con.sql(f"SELECT * FROM ({HOT_EVENTS}) ORDER BY seq").to_arrow_table()
     if table.num_rows == 0:
         return None
     from lineage.store import ARROW_SCHEMA

@@ -57,10 +57,9 @@ ARROW_SCHEMA = pa.schema([
     ("hash", pa.string()),
 ])
 
-_INSERT_ONE = (
-    "INSERT INTO event_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?, ?, ?, ?, ?)"
-)
+_INSERT_ONE = "INSERT INTO event_log VALUES (?, ?, ?, ?)"
+
+HOT_SCHEMA = pa.schema([("seq", pa.int64()), ("body", pa.string()), ("prev_hash", pa.string()), ("hash", pa.string())])
 
 _process_locks: dict[Path, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
@@ -318,13 +317,11 @@ class Writer:
             seq = self._head_seq + 1
             rec = now_us()
             e = event
-            h = chain_hash(self._head_hash, canonical_body(
+            body = canonical_body(
                 seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
-                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by))
-            con.execute(_INSERT_ONE, [
-                seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
-                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by,
-                self._head_hash, h])
+                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by)
+            h = chain_hash(self._head_hash, body)
+            con.execute(_INSERT_ONE, [seq, body, self._head_hash, h])
             self._head_seq, self._head_hash = seq, h
             self._hot += 1
             self._last_used = time.monotonic()
@@ -383,30 +380,26 @@ class Writer:
         return out
 
     def _chain(self, events: Sequence[Prepared]) -> tuple[pa.Table, list[Stored]]:
-        """Assign seq, recorded_at and hashes to a batch and lay it out as Arrow columns."""
+        """Assign seq, recorded_at and hashes to a batch, as hot-log rows in Arrow."""
         seq = self._head_seq
         prev = self._head_hash
         rec = now_us()
-        cols: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
-        acks = []
+        seqs, bodies, prevs, hashes, acks = [], [], [], [], []
         for e in events:
             seq += 1
-            h = chain_hash(prev, canonical_body(
+            body = canonical_body(
                 seq, e.event_id, e.lineage, e.branch, e.node, e.kind, e.actor_kind, e.actor,
-                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by))
-            for name, value in (
-                ("seq", seq), ("event_id", e.event_id), ("lineage", e.lineage), ("branch", e.branch),
-                ("node", e.node), ("kind", e.kind), ("actor_kind", e.actor_kind), ("actor", e.actor),
-                ("actor_node", e.actor_node), ("occurred_at", e.occurred_us), ("recorded_at", rec),
-                ("payload", e.payload_json), ("schema_version", e.schema_version),
-                ("caused_by", e.caused_by), ("prev_hash", prev), ("hash", h),
-            ):
-                cols[name].append(value)
+                e.actor_node, e.occurred_us, rec, e.payload_json, e.schema_version, e.caused_by)
+            h = chain_hash(prev, body)
+            seqs.append(seq)
+            bodies.append(body)
+            prevs.append(prev)
+            hashes.append(h)
             acks.append(Stored(seq, e.event_id, h))
             prev = h
-        table = pa.Table.from_pydict(
-            {name: pa.array(cols[name], type=ARROW_SCHEMA.field(name).type) for name in ARROW_SCHEMA.names},
-            schema=ARROW_SCHEMA,
+        table = pa.Table.from_arrays(
+            [pa.array(seqs, pa.int64()), pa.array(bodies, pa.string()), pa.array(prevs, pa.string()), pa.array(hashes, pa.string())],
+            schema=HOT_SCHEMA,
         )
         return table, acks
 

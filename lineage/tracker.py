@@ -24,7 +24,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -211,10 +211,8 @@ class NodeRecorder:
         if exc is not None and not isinstance(exc, SchemaError):
             # The loop crashed while building this node: keep that as a fact of its history.
             text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
-            try:
+            with suppress(Exception):  # never mask the loop's own exception
                 self.record("annotation", {"text": f"node building failed: {text}", "topic": "failure"}, actor="system:lineage")
-            except Exception:  # noqa: BLE001 - never mask the loop's own exception
-                pass
 
     @property
     def generation(self) -> int | None:

@@ -15,7 +15,7 @@ import duckdb
 
 from lineage.db import first_row
 from lineage.objects import sha256_file
-from lineage.segments import _quote
+from lineage.segments import HOT_EVENTS, _quote
 from lineage.store import Store
 from schemas.envelope import GENESIS_HASH, NULL, SEP
 
@@ -98,9 +98,9 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
             if extra.name not in known:
                 report.warnings.append(f"{extra}: not a registered segment (left by an interrupted seal?); ignored")
         if files:
-            source = f"(SELECT {_COLS} FROM read_parquet([{', '.join(_quote(f) for f in files)}]) UNION ALL SELECT {_COLS} FROM event_log)"
+            source = f"(SELECT {_COLS} FROM read_parquet([{', '.join(_quote(f) for f in files)}]) UNION ALL SELECT {_COLS} FROM ({HOT_EVENTS}))"
         else:
-            source = "event_log"
+            source = f"({HOT_EVENTS})"
         say("recomputing the hash chain")
         try:
             report.events = first_row(con.execute(f"SELECT count(*) FROM {source}"))[0]
