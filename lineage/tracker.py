@@ -20,7 +20,6 @@ suits parallel workers; ``lineage ingest``/``watch`` moves them into the log.
 from __future__ import annotations
 
 import os
-import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
@@ -65,8 +64,8 @@ class Tracker:
             parse_actor(actor)
         self._inbox_file = None
         self._writer: Writer | None = None
-        self._batch: list[Draft] | None = None
-        self._generation: dict[str, int] = {}
+        # Shared by every branch fork of this tracker: one batch, one view of generations.
+        self._shared = _Shared()
         if inbox:
             self.store.inbox.mkdir(parents=True, exist_ok=True)
             name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
@@ -112,8 +111,8 @@ class Tracker:
             caused_by=caused_by, event_id=event_id,
         )
         prepared = prepare(draft)
-        if self._batch is not None:
-            self._batch.append(prepared)
+        if self._shared.batch is not None:
+            self._shared.batch.append(prepared)
             return prepared.event_id
         if self._inbox_file is not None:
             self._write_inbox([prepared])
@@ -124,19 +123,20 @@ class Tracker:
     def batch(self):
         """Group commit: events recorded inside are validated as they come and appended in
         one transaction at the end (all or nothing)."""
-        if self._batch is not None:
+        shared = self._shared
+        if shared.batch is not None:
             yield self
             return
-        self._batch = []
+        shared.batch = []
         try:
             yield self
-            pending, self._batch = self._batch, None
+            pending, shared.batch = shared.batch, None
             if self._inbox_file is not None:
                 self._write_inbox(pending)
             else:
                 self._writer.append_many(pending)
         finally:
-            self._batch = None
+            shared.batch = None
 
     def _write_inbox(self, events) -> None:
         lines = b"".join(
@@ -169,24 +169,27 @@ class Tracker:
         parents = list(parents)
         payload = {"parents": parents, **({"label": label} if label else {}), **extra}
         self.record("node_created", payload, node=node_id, actor=actor, actor_node=actor_node)
-        known = [self._generation[p] for p in parents if p in self._generation]
-        self._generation[node_id] = (max(known) + 1) if known else (0 if not parents else 1)
+        generations = self._shared.generation
+        known = [generations[p] for p in parents if p in generations]
+        generations[node_id] = (max(known) + 1) if known else (0 if not parents else 1)
         return NodeRecorder(self, node_id, actor=actor, actor_node=actor_node)
 
     def generation(self, node_id: str) -> int | None:
         """Generation of a node this tracker created: depth from a root (parents unknown here count as roots)."""
-        return self._generation.get(node_id)
+        return self._shared.generation.get(node_id)
 
-    def select(self, node: str, *, actor: str | None = None, purpose: str = "best", reason: str | None = None, on_node: str | None = None):
+    def select(self, node: str, *, actor: str | None = None, purpose: str = "best", reason: str | None = None,
+               on_node: str | None = None, **extra: Any):
         """Stage *choose*: record that ``node`` was chosen (as best, or as a parent)."""
-        payload = {"node": node, "purpose": purpose, **({"reason": reason} if reason else {})}
-        return self.record("selection", payload, node=on_node or node, actor=actor)
+        fields, envelope = _split(extra)
+        payload = {"node": node, "purpose": purpose, **({"reason": reason} if reason else {}), **fields}
+        return self.record("selection", payload, node=on_node or node, actor=actor, **envelope)
 
     def branch_from(self, node: str, name: str, *, actor: str | None = None) -> Tracker:
         """Fork a branch at ``node``; later events recorded through the returned tracker go to it."""
         self.record("branch_created", {"name": name, "from_node": node, "from_branch": self.branch}, node=node, actor=actor, branch=name)
-        forked = object.__new__(Tracker)
-        forked.__dict__.update(self.__dict__)
+        forked = object.__new__(type(self))
+        forked.__dict__.update(self.__dict__)  # same writer, same shared batch state
         forked.branch = name
         return forked
 
@@ -218,14 +221,20 @@ class NodeRecorder:
     def generation(self) -> int | None:
         return self.tracker.generation(self.id)
 
-    def record(self, kind: str, payload: Mapping[str, Any], *, actor: str | None = None, actor_node: str | None = None, **kw):
+    def record(self, kind: str, payload: Mapping[str, Any], *, actor: str | None = None, actor_node: str | None = None, **envelope):
+        """Record any event about this node. Without ``actor``, the node's default actor
+        (and its ``actor_node``) applies; an explicit actor comes with its own actor_node."""
         if actor is None:
             actor = self.actor or self.tracker.actor
             actor_node = actor_node if actor_node is not None else self.actor_node
-        return self.tracker.record(kind, payload, node=self.id, actor=actor, actor_node=actor_node, **kw)
+        return self.tracker.record(kind, payload, node=self.id, actor=actor, actor_node=actor_node, **envelope)
+
+    def _emit(self, kind: str, payload: dict[str, Any], actor: str | None, extra: dict[str, Any]):
+        fields, envelope = _split(extra)
+        return self.record(kind, {**payload, **fields}, actor=actor, **envelope)
 
     def proposal(self, idea: str, rationale: str | None = None, *, actor: str | None = None, **extra):
-        return self.record("proposal", {"idea": idea, **({"rationale": rationale} if rationale else {}), **extra}, actor=actor)
+        return self._emit("proposal", {"idea": idea, **({"rationale": rationale} if rationale else {})}, actor, extra)
 
     def code_diff(
         self,
@@ -235,7 +244,6 @@ class NodeRecorder:
         after: str | os.PathLike | Mapping | None = None,
         snapshot: bool = False,
         actor: str | None = None,
-        actor_node: str | None = None,
         **extra,
     ):
         """Stage *implement*. Give a unified diff text, or two trees (directories or
@@ -243,9 +251,12 @@ class NodeRecorder:
         result tree hashes are recorded; ``snapshot=True`` also stores every file of the
         result so replay can start from here instead of from the root."""
         objects = self.tracker.store.objects
-        payload: dict[str, Any] = dict(extra)
+        payload: dict[str, Any] = {}
         if diff is not None:
-            files = diff_stats(diff)
+            try:
+                files = diff_stats(diff)
+            except ValueError as exc:
+                raise SchemaError([("payload.diff", str(exc))], kind="code_diff") from None
         elif after is not None:
             old = _as_tree(before) if before is not None else {}
             new = _as_tree(after)
@@ -268,12 +279,12 @@ class NodeRecorder:
         payload["paths"] = [f["path"] for f in files]
         payload["lines_added"] = sum(f["lines_added"] for f in files)
         payload["lines_removed"] = sum(f["lines_removed"] for f in files)
-        return self.record("code_diff", payload, actor=actor, actor_node=actor_node)
+        return self._emit("code_diff", payload, actor, extra)
 
     def dataset(self, name: str, *, role: str, path: str | os.PathLike | None = None, uri: str | None = None,
                 rows: int | None = None, actor: str | None = None, **extra):
         """Stage *experiment*: a dataset; with ``path`` the file is hashed (and kept as an object when small)."""
-        payload: dict[str, Any] = {"name": name, "role": role, **extra}
+        payload: dict[str, Any] = {"name": name, "role": role}
         if path is not None:
             p = Path(path)
             payload["content_hash"] = _hash_file(p)
@@ -283,12 +294,12 @@ class NodeRecorder:
             payload["uri"] = uri
         if rows is not None:
             payload["rows"] = rows
-        return self.record("dataset", payload, actor=actor)
+        return self._emit("dataset", payload, actor, extra)
 
     def run(self, command: Sequence[str] | str, *, status: str, seed: int | None = None,
             environment: Mapping[str, str] | None = None, duration_s: float | None = None,
             cost: Mapping[str, Any] | None = None, actor: str | None = None, **extra):
-        payload = {"command": list(command) if not isinstance(command, str) else command, "status": status, **extra}
+        payload: dict[str, Any] = {"command": list(command) if not isinstance(command, str) else command, "status": status}
         if seed is not None:
             payload["seed"] = seed
         if environment:
@@ -297,11 +308,11 @@ class NodeRecorder:
             payload["duration_s"] = duration_s
         if cost:
             payload["cost"] = dict(cost)
-        return self.record("run", payload, actor=actor)
+        return self._emit("run", payload, actor, extra)
 
     def checkpoint(self, path: str | os.PathLike | None = None, *, uri: str | None = None, step: int | None = None,
                    actor: str | None = None, **extra):
-        payload: dict[str, Any] = {**extra}
+        payload: dict[str, Any] = {}
         if path is not None:
             p = Path(path)
             payload["content_hash"] = _hash_file(p)
@@ -309,23 +320,26 @@ class NodeRecorder:
         payload["uri"] = uri or str(path)
         if step is not None:
             payload["step"] = step
-        return self.record("checkpoint", payload, actor=actor)
+        return self._emit("checkpoint", payload, actor, extra)
 
     def score(self, metric: str, value: float, *, split: str = "public", higher_is_better: bool = True,
               actor: str | None = None, **extra):
-        return self.record("score", {"metric": metric, "value": value, "split": split, "higher_is_better": higher_is_better, **extra}, actor=actor)
+        return self._emit("score", {"metric": metric, "value": value, "split": split, "higher_is_better": higher_is_better}, actor, extra)
 
     def scores(self, metrics: Mapping[str, float], *, split: str = "public", actor: str | None = None) -> list:
         return [self.score(m, v, split=split, actor=actor) for m, v in metrics.items()]
 
     def review(self, verdict: str, text: str | None = None, *, actor: str | None = None, **extra):
-        return self.record("review", {"verdict": verdict, **({"text": text} if text else {}), **extra}, actor=actor)
+        return self._emit("review", {"verdict": verdict, **({"text": text} if text else {})}, actor, extra)
 
     def annotate(self, text: str, *, topic: str | None = None, actor: str | None = None, **extra):
-        return self.record("annotation", {"text": text, **({"topic": topic} if topic else {}), **extra}, actor=actor)
+        return self._emit("annotation", {"text": text, **({"topic": topic} if topic else {})}, actor, extra)
 
-    def select(self, *, purpose: str = "best", reason: str | None = None, actor: str | None = None):
-        return self.tracker.select(self.id, actor=actor or self.actor or self.tracker.actor, purpose=purpose, reason=reason)
+    def select(self, *, purpose: str = "best", reason: str | None = None, actor: str | None = None, **extra):
+        if actor is None:
+            actor = self.actor or self.tracker.actor
+            extra.setdefault("actor_node", self.actor_node)
+        return self.tracker.select(self.id, actor=actor, purpose=purpose, reason=reason, **extra)
 
 
 def _hash_file(path: Path) -> str:
@@ -336,11 +350,21 @@ def _iso(us: int) -> str:
     return from_us(us).isoformat()
 
 
-def timed(fn, *args, **kwargs):
-    """Run ``fn`` and return (result, seconds): handy for run durations."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
+class _Shared:
+    __slots__ = ("batch", "generation")
+
+    def __init__(self) -> None:
+        self.batch: list | None = None
+        self.generation: dict[str, int] = {}
 
 
-__all__ = ["NodeRecorder", "Tracker", "timed"]
+# Keyword arguments of the recorder helpers that belong to the envelope, not the payload.
+_ENVELOPE_KEYS = ("actor_node", "occurred_at", "caused_by", "event_id")
+
+
+def _split(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    envelope = {k: extra.pop(k) for k in _ENVELOPE_KEYS if k in extra}
+    return extra, envelope
+
+
+__all__ = ["NodeRecorder", "Tracker"]

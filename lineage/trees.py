@@ -115,6 +115,9 @@ def diff_stats(diff_text: str) -> list[dict]:
         patch = unidiff.PatchSet(diff_text)
     except unidiff.UnidiffParseError as exc:
         raise ValueError(f"not a unified diff: {exc}") from None
+    if not len(patch) and diff_text.strip():
+        raise ValueError("not a unified diff: no file headers (---/+++) found; "
+                         "to diff two trees pass before=/after= instead")
     files = []
     for f in patch:
         path = f.path

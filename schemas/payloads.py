@@ -46,8 +46,11 @@ class FileChange(BaseModel):
 
 
 class CodeDiff(Payload):
-    """Stage *implement*: a unified diff, kept in the object store by hash."""
+    """Stage *implement*: a unified diff, kept in the object store by hash.
 
+    The diff is against ``base_node`` when given, else against the node's first parent."""
+
+    base_node: str | None = Field(default=None, description="the parent this diff applies to (default: the first parent)")
     diff_object: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the unified diff text in the object store")
     snapshot_object: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of a full tree snapshot manifest, when the loop recorded one")
     paths: list[str] = Field(default_factory=list)

@@ -29,9 +29,15 @@ def demo(store_dir: str | None) -> None:
     with console.status("running the demo loop…") as status:
         summary = build_demo(path, progress=lambda msg: status.update(msg))
     took = time.perf_counter() - start
-    console.print(f"demo store at [bold]{path}[/] ({took:.1f}s)")
-    for key, value in summary.items():
-        console.print(f"  {key:<12} {value}")
+    verb = "built" if summary.get("created") else "already present:"
+    console.print(f"demo lineage [bold]{summary['lineage']}[/] {verb} {path} ({took:.1f}s)")
+    console.print(f"  {summary['nodes']} nodes over {summary['generations']} generations, "
+                  f"{summary['events']} events, {summary['failed']} failed candidates kept, "
+                  f"branches: {', '.join(summary['branches'])}")
+    for key in ("root", "best"):
+        s = summary[key]
+        value = f"{s['value']:.4f}" if isinstance(s["value"], float) else "n/a"
+        console.print(f"  {key:<5} {s['node']}  {s['metric']} = {value} ({s['split']})")
     flag = f" --store {store_dir}" if store_dir else ""
     console.print(f"\nnext: [bold]lineage log{flag}[/], [bold]lineage show NODE{flag}[/], "
                   f"[bold]lineage sql{flag} \"SELECT kind, count(*) FROM events GROUP BY ALL\"[/]")

@@ -157,18 +157,19 @@ def log(store_dir, lineage_name, branch, node, kind, actor, since, limit, as_jso
 
 def _events_table(rows: list[dict], *, show_node: bool = True) -> Table:
     t = Table(box=None, header_style="bold", pad_edge=False)
-    t.add_column("seq", justify="right", style="dim")
-    t.add_column("time", style="dim")
+    # Fixed columns keep their width; the summary takes what is left of the terminal.
+    t.add_column("seq", justify="right", style="dim", no_wrap=True)
+    t.add_column("time", style="dim", no_wrap=True)
     if show_node:
-        t.add_column("node", style="cyan")
-    t.add_column("kind")
-    t.add_column("actor")
-    t.add_column("what", overflow="fold")
+        t.add_column("node", style="cyan", no_wrap=True, max_width=24, overflow="ellipsis")
+    t.add_column("kind", no_wrap=True)
+    t.add_column("actor", no_wrap=True, max_width=22, overflow="ellipsis")
+    t.add_column("what", no_wrap=True, overflow="ellipsis", max_width=max(24, console.width - (85 if show_node else 60)))
     colors = {"human": "green", "ai": "magenta", "system": "blue"}
     for r in rows:
         p = r["payload"]
         p = orjson.loads(p) if isinstance(p, str) else p
-        cells = [str(r["seq"]), r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S")]
+        cells = [str(r["seq"]), r["occurred_at"].strftime("%Y-%m-%d %H:%M")]
         if show_node:
             node = r["node"] or "-"
             cells.append(node if r["branch"] == DEFAULT_BRANCH else f"{node} [{r['branch']}]")
