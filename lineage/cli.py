@@ -19,7 +19,33 @@ from schemas.errors import SchemaError
 
 
 class LineageGroup(click.Group):
-    """Turns the errors a user can meet into one clear line and exit code 2, not a traceback."""
+    """Loads the higher layers' commands on first use (importing the core never imports
+    upward), and turns the errors a user can meet into one clear line and exit code 2."""
+
+    _plugins_loaded = False
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group="lineage.commands"):
+            try:
+                ep.load()(self)
+            except ModuleNotFoundError as exc:  # a layer not installed: its commands are absent
+                if exc.name and ep.value.startswith(exc.name.split(".")[0]):
+                    continue
+                raise
+
+    def list_commands(self, ctx):
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and not self._plugins_loaded:
+            self._load_plugins()
+            command = super().get_command(ctx, name)
+        return command
 
     def invoke(self, ctx):
         try:
@@ -44,13 +70,6 @@ def _load_commands() -> None:
 
     for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{pkg.__name__}.{mod}").register(cli)
-    for ep in entry_points(group="lineage.commands"):
-        try:
-            ep.load()(cli)
-        except ModuleNotFoundError as exc:  # a layer not installed: its commands are simply absent
-            if exc.name and ep.value.startswith(exc.name.split(".")[0]):
-                continue
-            raise
 
 
 _load_commands()

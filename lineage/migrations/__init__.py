@@ -12,16 +12,24 @@ import pkgutil
 import duckdb
 
 
-def _modules():
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("m"))
-    return [importlib.import_module(f"{__name__}.{n}") for n in names]
+def _modules() -> list[tuple[int, object]]:
+    """(version, module) pairs; the version is the number in the file name, ``mNNNN_``."""
+    found = []
+    for m in pkgutil.iter_modules(__path__):
+        if m.name.startswith("m") and m.name[1:5].isdigit():
+            found.append((int(m.name[1:5]), importlib.import_module(f"{__name__}.{m.name}")))
+    found.sort(key=lambda pair: pair[0])
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    return found
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ DEFAULT current_timestamp)")
     done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
     modules = _modules()
-    for version, module in enumerate(modules, start=1):
+    for version, module in modules:
         if version in done:
             continue
         con.execute("BEGIN")
