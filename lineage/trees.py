@@ -65,6 +65,16 @@ def is_text(data: bytes) -> bool:
     return True
 
 
+def _lines(text: str) -> list[str]:
+    """Split at newlines only. str.splitlines also breaks at \r, \f, \x1c-\x1e, \u2028 and
+    more, which would write a diff that is not the change."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
 def diff_trees(before: Tree, after: Tree) -> tuple[str, list[dict]]:
     """A git-style unified diff from ``before`` to ``after`` and per-file change records.
 
@@ -81,8 +91,8 @@ def diff_trees(before: Tree, after: Tree) -> tuple[str, list[dict]]:
             files.append({"path": path, "change": "binary", "lines_added": 0, "lines_removed": 0,
                           **({"object": blob_hash(new)} if new is not None else {"deleted": True})})
             continue
-        old_lines = old.decode().splitlines(keepends=True) if old is not None else []
-        new_lines = new.decode().splitlines(keepends=True) if new is not None else []
+        old_lines = _lines(old.decode()) if old is not None else []
+        new_lines = _lines(new.decode()) if new is not None else []
         body = list(difflib.unified_diff(
             old_lines, new_lines,
             fromfile=f"a/{path}" if old is not None else "/dev/null",
@@ -121,7 +131,10 @@ def diff_stats(diff_text: str) -> list[dict]:
     files = []
     for f in patch:
         path = f.path
-        change = "added" if f.is_added_file else "deleted" if f.is_removed_file else "modified"
+        # /dev/null is the only sign of an added or deleted file; a file emptied by a diff
+        # still exists (unidiff's is_removed_file guesses from the hunk instead).
+        change = ("added" if f.source_file == "/dev/null" else
+                  "deleted" if f.target_file == "/dev/null" else "modified")
         if getattr(f, "is_rename", False):
             change = "renamed"
         if f.is_binary_file:

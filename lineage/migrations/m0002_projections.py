@@ -277,15 +277,17 @@ SQL = [
         SELECT lineage, metric_key, arg_max(higher_is_better, seq) AS hib
         FROM sc WHERE split_kind = 'public' GROUP BY lineage, metric_key
     ),
+    -- Champions are per branch: a better score on a fork must not unseat main's best.
     leader AS (
-        SELECT s.lineage, s.metric_key,
+        SELECT s.lineage, s.branch, s.metric_key,
                CASE WHEN d.hib THEN max(s.value) ELSE min(s.value) END AS top
         FROM sc s JOIN direction d USING (lineage, metric_key)
-        WHERE s.is_latest AND s.split_kind = 'public' GROUP BY s.lineage, s.metric_key, d.hib
+        WHERE s.is_latest AND s.split_kind = 'public' GROUP BY s.lineage, s.branch, s.metric_key, d.hib
     ),
     best_for AS (
         SELECT s.lineage, s.node, list(DISTINCT s.metric_key ORDER BY s.metric_key) AS best_for
-        FROM sc s JOIN leader l ON l.lineage = s.lineage AND l.metric_key = s.metric_key AND s.value = l.top
+        FROM sc s JOIN leader l
+          ON l.lineage = s.lineage AND l.branch = s.branch AND l.metric_key = s.metric_key AND s.value = l.top
         WHERE s.is_latest AND s.split_kind = 'public' GROUP BY s.lineage, s.node
     )
     SELECT d.lineage, d.branch, d.node, d.label, g.generation, d.parents,
