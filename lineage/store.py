@@ -36,7 +36,7 @@ from schemas.envelope import now_us
 STORE_ENV = "LINEAGE_STORE"
 DEFAULT_STORE = ".lineage"
 DB_FILE = "lineage.duckdb"
-DEFAULT_SEAL_THRESHOLD = 250_000
+DEFAULT_SEAL_THRESHOLD = 50_000  # small enough that the hot table never bloats the DuckDB file
 
 ARROW_SCHEMA = pa.schema([
     ("seq", pa.int64()),
@@ -61,14 +61,18 @@ _INSERT_ONE = "INSERT INTO event_log VALUES (?, ?, ?, ?)"
 
 HOT_SCHEMA = pa.schema([("seq", pa.int64()), ("body", pa.string()), ("prev_hash", pa.string()), ("hash", pa.string())])
 
-_process_locks: dict[Path, threading.RLock] = {}
+# One writer at a time per store in this process. A plain Lock, not an RLock: the idle
+# thread must be able to release it, and a second Writer in the same thread must not
+# re-enter while the first still caches the chain head (it takes the lease over instead).
+_process_locks: dict[Path, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
 _open_writers: dict[Path, int] = {}
+_holders: dict[Path, Writer] = {}
 
 
-def _process_lock(db: Path) -> threading.RLock:
+def _process_lock(db: Path) -> threading.Lock:
     with _process_locks_guard:
-        return _process_locks.setdefault(db, threading.RLock())
+        return _process_locks.setdefault(db, threading.Lock())
 
 
 def resolve_store_path(store: str | os.PathLike | None = None) -> Path:
@@ -95,24 +99,109 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
+# Fair turns. A process that finds the file locked leaves a marker in `.waiting/` until it
+# gets in; waiting readers try before waiting writers, and each in the order they came. A
+# writer lets go every max_hold seconds, and within YIELD_AFTER seconds when a reader is
+# waiting; then it waits, up to HANDOVER_MAX, until the processes that were waiting have
+# had their turn. Without this, a reader could lose every race against writers that re-take
+# the file (measured: 4+ s waits with four writers appending; with it, under 1 s).
+WAITING_DIR = ".waiting"
+YIELD_AFTER = 0.2
+HANDOVER_MAX = 1.0
+FIFO_PATIENCE = 1.0
+
+
+def _waiting_dir(db: Path) -> Path:
+    return db.parent / WAITING_DIR
+
+
+def _announce(db: Path, role: str) -> Path | None:
+    """Mark this process as waiting for ``db`` (best effort: a read-only store may refuse)."""
+    d = _waiting_dir(db)
+    try:
+        d.mkdir(exist_ok=True)
+        marker = d / f"{os.getpid()}-{time.time_ns()}-{threading.get_ident()}-{role}"
+        marker.touch()
+        return marker
+    except OSError:
+        return None
+
+
+def _ahead(mine: str, other: str) -> bool:
+    """Whether the waiter ``other`` goes before ``mine``: readers (quick) before writers,
+    then first come, first served."""
+    try:
+        m, o = mine.split("-"), other.split("-")
+        return (o[3] == "r", -int(o[1])) > (m[3] == "r", -int(m[1]))
+    except (IndexError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _waiters(db: Path) -> set[str]:
+    """Markers of other live processes waiting for ``db``; markers of dead ones are removed."""
+    d = _waiting_dir(db)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return set()
+    out = set()
+    for name in names:
+        try:
+            pid = int(name.split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        if not _pid_alive(pid):
+            with suppress(OSError):
+                (d / name).unlink()
+            continue
+        out.add(name)
+    return out
+
+
 def _connect(db: Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, retrying while another process holds its lock."""
     deadline = time.monotonic() + timeout
     delay = 0.002
-    while True:
-        try:
-            con = duckdb.connect(str(db), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if not _is_lock_error(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise StoreLocked(
-                    f"{db} is busy: another process has held it for {timeout:.0f}s ({exc}). "
-                    "Wait for it, or send events through the inbox (Tracker(..., inbox=True))."
-                ) from exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.05)
+    marker: Path | None = None
+    try:
+        while True:
+            try:
+                con = duckdb.connect(str(db), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(
+                        f"{db} is busy: another process has held it for {timeout:.0f}s ({exc}). "
+                        "Wait for it, or send events through the inbox (Tracker(..., inbox=True))."
+                    ) from exc
+                if marker is None:
+                    marker = _announce(db, "r" if read_only else "w")
+                    waiting_since = time.monotonic()
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.02)
+                # Take turns: let those ahead try first (unless one seems stuck for FIFO_PATIENCE).
+                while marker is not None and time.monotonic() - waiting_since < FIFO_PATIENCE:
+                    if not any(_ahead(marker.name, w) for w in _waiters(db)):
+                        break
+                    time.sleep(0.003)
+    finally:
+        if marker is not None:
+            with suppress(OSError):
+                marker.unlink()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET python_enable_replacements = false")
     return con
@@ -231,6 +320,8 @@ class Writer:
         self._last_used = 0.0
         self._closed = False
         self._idle_thread: threading.Thread | None = None
+        self._owner: int | None = None
+        self._checked_waiters = 0.0
 
     # -- the lease -------------------------------------------------------------------
 
@@ -243,6 +334,11 @@ class Writer:
             return self._con
 
     def _acquire(self) -> None:
+        holder = _holders.get(self.store.db)
+        if holder is not None and holder is not self and holder._owner == threading.get_ident():
+            # Another Writer of this very thread holds the store: it cannot be mid-append
+            # while we run, so it hands the lease over and re-reads the head when next used.
+            holder.release()
         if not self._thread_lock.acquire(timeout=self.lock_timeout):
             raise StoreLocked(f"{self.store.db} is held by another writer in this process for over {self.lock_timeout:.0f}s")
         try:
@@ -262,6 +358,8 @@ class Writer:
             raise
         self._con = con
         self._held_since = time.monotonic()
+        self._owner = threading.get_ident()
+        _holders[self.store.db] = self
         _open_writers[self.store.db] = _open_writers.get(self.store.db, 0) + 1
         if self.idle_release and self._idle_thread is None:
             self._idle_thread = threading.Thread(target=self._release_when_idle, daemon=True)
@@ -276,6 +374,8 @@ class Writer:
             finally:
                 self._con = None
                 _open_writers[self.store.db] -= 1
+                if _holders.get(self.store.db) is self:
+                    del _holders[self.store.db]
                 self._thread_lock.release()
 
     def close(self) -> None:
@@ -290,10 +390,27 @@ class Writer:
                     self.release()
 
     def _maybe_yield(self) -> None:
-        """Under continuous appends, let waiting readers and writers in every ``max_hold`` s."""
-        if self.max_hold and self._con is not None and time.monotonic() - self._held_since >= self.max_hold:
-            self.release()
-            time.sleep(0.01 + random.random() * 0.02)
+        """Under continuous appends, let other processes in: every ``max_hold`` s, and within
+        ``YIELD_AFTER`` s when a reader announces that it is waiting; then wait for the
+        processes that were waiting to have had their turn."""
+        if self._con is None:
+            return
+        now = time.monotonic()
+        held = now - self._held_since
+        due = bool(self.max_hold) and held >= self.max_hold
+        waiting: set[str] = set()
+        if (due or held >= YIELD_AFTER) and now - self._checked_waiters >= 0.02:
+            self._checked_waiters = now
+            waiting = _waiters(self.store.db)
+            due = due or any(w.endswith("-r") for w in waiting)
+        if not due:
+            return
+        self.release()
+        deadline = time.monotonic() + HANDOVER_MAX
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.005)
+            waiting &= _waiters(self.store.db)
+        time.sleep(0.002 + random.random() * 0.008)
 
     def __enter__(self) -> Writer:
         return self

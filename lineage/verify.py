@@ -54,25 +54,46 @@ class VerifyReport:
         return not self.findings
 
 
-def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple | None:
-    sql = f"""
-        WITH e AS (SELECT {_COLS} FROM {source}),
-        c AS (
-            SELECT seq, hash, prev_hash,
-                   lag(seq) OVER w AS before_seq,
-                   lag(hash) OVER w AS before_hash,
-                   sha256(prev_hash || chr(31) || {_BODY}) AS recomputed
-            FROM e WINDOW w AS (ORDER BY seq)
-        )
-        SELECT seq, before_seq, hash = recomputed AS hash_ok,
-               prev_hash = coalesce(before_hash, '{GENESIS_HASH}') AS link_ok
-        FROM c
-        WHERE hash != recomputed
-           OR prev_hash != coalesce(before_hash, '{GENESIS_HASH}')
-           OR seq != coalesce(before_seq, 0) + 1
-        ORDER BY seq LIMIT 1
+def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, int] | None:
+    """The earliest break in the chain as (what, seq), or None.
+
+    No window over the whole log: sorting a million wide rows costs more than hashing
+    them. Each row's hash is checked on its own; links and gaps are checked with a join on
+    the narrow (seq, prev_hash, hash) columns.
     """
-    return first_row(con.execute(sql))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _verify AS
+        SELECT seq, prev_hash, hash, sha256(prev_hash || chr(31) || {_BODY}) = hash AS hash_ok
+        FROM (SELECT {_COLS} FROM {source})
+    """)
+    try:
+        (edited,) = first_row(con.execute("SELECT min(seq) FROM _verify WHERE NOT hash_ok"))
+        (dup,) = first_row(con.execute("SELECT min(seq) FROM (SELECT seq FROM _verify GROUP BY seq HAVING count(*) > 1)"))
+        (gap,) = first_row(con.execute(
+            "SELECT min(a.seq) FROM _verify a ANTI JOIN _verify b ON b.seq = a.seq - 1 WHERE a.seq > 1"))
+        (first,) = first_row(con.execute("SELECT min(seq) FROM _verify"))
+        before_gap = None
+        if gap is not None:
+            (before_gap,) = first_row(con.execute("SELECT max(seq) FROM _verify WHERE seq < ?", [gap]))
+        (link,) = first_row(con.execute(f"""
+            SELECT min(a.seq) FROM _verify a LEFT JOIN _verify b ON b.seq = a.seq - 1
+            WHERE a.prev_hash <> coalesce(b.hash, '{GENESIS_HASH}')"""))
+    finally:
+        con.execute("DROP TABLE IF EXISTS _verify")
+    found = []
+    if first is not None and first != 1:
+        found.append(("gap", 1, first))
+    if gap is not None:
+        found.append(("gap", (before_gap or 0) + 1, gap))
+    if dup is not None:
+        found.append(("dup", dup, dup))
+    if edited is not None:
+        found.append(("edited", edited, edited))
+    if link is not None:
+        found.append(("link", link, link))
+    if not found:
+        return None
+    return min(found, key=lambda f: f[1])  # (what, first bad seq, seq after a gap)
 
 
 def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None) -> VerifyReport:
@@ -109,11 +130,13 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
             report.findings.append(Finding("segment", str(store.segments_dir), f"cannot be read: {exc}"))
             return report
         if bad:
-            seq, before, hash_ok, link_ok = bad
-            if before is not None and seq != before + 1:
-                msg = f"events {before + 1}..{seq - 1} are missing (deleted?)" if seq > before + 1 else f"seq {seq} appears twice or out of order"
-                report.findings.append(Finding("chain", f"event seq {before + 1 if seq > before + 1 else seq}", msg))
-            elif not hash_ok:
+            what, seq, after_gap = bad
+            if what == "gap":
+                missing = f"event {seq} is" if seq == after_gap - 1 else f"events {seq}..{after_gap - 1} are"
+                report.findings.append(Finding("chain", f"event seq {seq}", f"{missing} missing (deleted?)"))
+            elif what == "dup":
+                report.findings.append(Finding("chain", f"event seq {seq}", "appears more than once (copied or replayed rows)"))
+            elif what == "edited":
                 report.findings.append(Finding("chain", f"event seq {seq}", "content does not match its hash: the event was edited"))
             else:
                 report.findings.append(Finding("chain", f"event seq {seq}", "prev_hash does not link to the previous event: the chain was cut or reordered"))

@@ -122,6 +122,10 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_MIN_EPOCH_S = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def to_us(value: datetime | str | int | float | None, field_name: str) -> int:
     """A timestamp as integer microseconds since the epoch, UTC. Naive times are UTC."""
     if value is None:
@@ -129,8 +133,11 @@ def to_us(value: datetime | str | int | float | None, field_name: str) -> int:
     if isinstance(value, bool):
         raise SchemaError([(field_name, "expected an ISO 8601 timestamp")])
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise SchemaError([(field_name, "expected a finite timestamp")])
+        # Epoch seconds, years 1..9999: a value outside is almost surely milliseconds or
+        # nanoseconds, and stored as-is it would make every timestamp query fail.
+        if not math.isfinite(value) or not (_MIN_EPOCH_S <= value <= _MAX_EPOCH_S):
+            raise SchemaError([(field_name, f"{value!r} is not a timestamp in epoch seconds (years 1-9999); "
+                                            "did you pass milliseconds or nanoseconds? Use an ISO 8601 string or seconds")])
         return int(value * 1_000_000)
     if isinstance(value, str):
         try:
