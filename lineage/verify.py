@@ -54,46 +54,37 @@ class VerifyReport:
         return not self.findings
 
 
-def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, int] | None:
-    """The earliest break in the chain as (what, seq), or None.
+def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, int, int] | None:
+    """The earliest break in the chain as (what, first bad seq, seq after a gap), or None.
 
-    No window over the whole log: sorting a million wide rows costs more than hashing
-    them. Each row's hash is checked on its own; links and gaps are checked with a join on
-    the narrow (seq, prev_hash, hash) columns.
+    One pass: each row is rehashed and compared with its predecessor by a window over seq.
+    (Measured faster than joining a materialized (seq, hash) table to itself.)
     """
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _verify AS
-        SELECT seq, prev_hash, hash, sha256(prev_hash || chr(31) || {_BODY}) = hash AS hash_ok
-        FROM (SELECT {_COLS} FROM {source})
-    """)
-    try:
-        (edited,) = first_row(con.execute("SELECT min(seq) FROM _verify WHERE NOT hash_ok"))
-        (dup,) = first_row(con.execute("SELECT min(seq) FROM (SELECT seq FROM _verify GROUP BY seq HAVING count(*) > 1)"))
-        (gap,) = first_row(con.execute(
-            "SELECT min(a.seq) FROM _verify a ANTI JOIN _verify b ON b.seq = a.seq - 1 WHERE a.seq > 1"))
-        (first,) = first_row(con.execute("SELECT min(seq) FROM _verify"))
-        before_gap = None
-        if gap is not None:
-            (before_gap,) = first_row(con.execute("SELECT max(seq) FROM _verify WHERE seq < ?", [gap]))
-        (link,) = first_row(con.execute(f"""
-            SELECT min(a.seq) FROM _verify a LEFT JOIN _verify b ON b.seq = a.seq - 1
-            WHERE a.prev_hash <> coalesce(b.hash, '{GENESIS_HASH}')"""))
-    finally:
-        con.execute("DROP TABLE IF EXISTS _verify")
-    found = []
-    if first is not None and first != 1:
-        found.append(("gap", 1, first))
-    if gap is not None:
-        found.append(("gap", (before_gap or 0) + 1, gap))
-    if dup is not None:
-        found.append(("dup", dup, dup))
-    if edited is not None:
-        found.append(("edited", edited, edited))
-    if link is not None:
-        found.append(("link", link, link))
-    if not found:
+    row = first_row(con.execute(f"""
+        WITH c AS (
+            SELECT seq, hash, prev_hash,
+                   lag(seq) OVER w AS before_seq,
+                   lag(hash) OVER w AS before_hash,
+                   sha256(prev_hash || chr(31) || {_BODY}) AS recomputed
+            FROM (SELECT {_COLS} FROM {source}) WINDOW w AS (ORDER BY seq)
+        )
+        SELECT seq, coalesce(before_seq, 0), hash = recomputed
+        FROM c
+        WHERE hash != recomputed
+           OR prev_hash != coalesce(before_hash, '{GENESIS_HASH}')
+           OR seq != coalesce(before_seq, 0) + 1
+        ORDER BY seq LIMIT 1
+    """))
+    if row is None:
         return None
-    return min(found, key=lambda f: f[1])  # (what, first bad seq, seq after a gap)
+    seq, before, hash_ok = row
+    if seq > before + 1:
+        return ("gap", before + 1, seq)
+    if seq == before:
+        return ("dup", seq, seq)
+    if not hash_ok:
+        return ("edited", seq, seq)
+    return ("link", seq, seq)
 
 
 def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None) -> VerifyReport:
