@@ -287,6 +287,22 @@ class Store:
         with self.reader() as con:
             return first_row(con.execute("SELECT count(*) FROM events"))[0]
 
+    def events(self, *, lineage: str | None = None, node: str | None = None, kind: str | None = None,
+               since: int = 0, limit: int | None = None) -> list:
+        """Stored events as typed ``EventEnvelope`` records, in seq order."""
+        import orjson
+
+        from schemas.event import EventEnvelope
+
+        where, params = ["seq > ?"], [since]
+        for col, value in (("lineage", lineage), ("node", node), ("kind", kind)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self.query_arrow(sql, params).to_pylist()
+        return [EventEnvelope(**{**r, "payload": orjson.loads(r["payload"])}) for r in rows]
+
 
 class Writer:
     """Holds the store for appending. Use as a context manager, or call ``release()``.

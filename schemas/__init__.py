@@ -6,7 +6,6 @@ from schemas.envelope import (
     DEFAULT_BRANCH,
     GENESIS_HASH,
     Draft,
-    EventEnvelope,
     Prepared,
     canonical_body,
     chain_hash,
@@ -21,3 +20,12 @@ __all__ = [
     "MODELS", "Prepared", "STAGE", "SchemaError", "VERSION", "canonical_body", "chain_hash",
     "parse_actor", "prepare", "validate_payload",
 ]
+
+
+def __getattr__(name: str):
+    # EventEnvelope pulls in SQLModel (~0.3 s); load it only when someone asks for it.
+    if name == "EventEnvelope":
+        from schemas.event import EventEnvelope
+
+        return EventEnvelope
+    raise AttributeError(f"module 'schemas' has no attribute {name!r}")

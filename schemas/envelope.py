@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 import uuid_utils
 from pydantic import ValidationError
-from sqlmodel import Field, SQLModel
 
 from schemas.actor import ActorKind, check_name, parse_actor
 from schemas.errors import SchemaError, from_pydantic
@@ -56,27 +55,6 @@ COLUMNS: tuple[str, ...] = (
     "prev_hash",
     "hash",
 )
-
-
-class EventEnvelope(SQLModel):
-    """One stored event, as readers see it (payload decoded)."""
-
-    seq: int = Field(description="gap-free order in the store, from 1")
-    event_id: str = Field(description="time-ordered UUIDv7")
-    lineage: str
-    branch: str = DEFAULT_BRANCH
-    node: str | None = None
-    kind: str
-    actor_kind: ActorKind
-    actor: str = Field(description="human:<name> | ai:<model-or-agent> | system:<tool>")
-    actor_node: str | None = Field(default=None, description="the node that acted, when an AI actor is itself part of the lineage")
-    occurred_at: datetime = Field(description="when the producer says it happened")
-    recorded_at: datetime = Field(description="when the store recorded it")
-    payload: dict[str, Any]
-    schema_version: int
-    caused_by: str | None = None
-    prev_hash: str
-    hash: str
 
 
 @dataclass(frozen=True, slots=True)

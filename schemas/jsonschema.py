@@ -50,6 +50,13 @@ def write_schemas(out: Path) -> list[Path]:
         path = out / f"{kind}.schema.json"
         path.write_text(json.dumps(kind_schema(kind), indent=2) + "\n")
         written.append(path)
-    index = {"columns": list(COLUMNS), "kinds": {k: f"{k}.schema.json" for k in MODELS}, "versions": VERSION}
+    from schemas.event import EventEnvelope
+
+    stored = out / "event.schema.json"
+    stored.write_text(json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                  **EventEnvelope.model_json_schema()}, indent=2) + "\n")
+    written.append(stored)
+    index = {"columns": list(COLUMNS), "kinds": {k: f"{k}.schema.json" for k in MODELS},
+             "stored_event": stored.name, "versions": VERSION}
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return written
