@@ -211,7 +211,7 @@ def test_verify_fails_naming_the_edited_event(loop_store):
 def test_schema_writes_a_json_schema_per_kind(tmp_path):
     result = run("schema", "--out", str(tmp_path / "out"))
     assert result.exit_code == 0
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {f"{k}.schema.json" for k in KINDS} | {"index.json"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {f"{k}.schema.json" for k in KINDS} | {"index.json", "event.schema.json"}
     score = json.loads((tmp_path / "out" / "score.schema.json").read_text())
     assert score["properties"]["payload"]["properties"]["metric"]["type"] == "string"
 

@@ -290,7 +290,7 @@ def inbox_line(kind: str) -> dict:
 
 def test_write_schemas_writes_one_json_schema_per_kind_and_an_index(tmp_path):
     written = write_schemas(tmp_path / "schemas")
-    assert {p.name for p in written} == {f"{k}.schema.json" for k in KINDS}
+    assert {p.name for p in written} == {f"{k}.schema.json" for k in KINDS} | {"event.schema.json"}
     index = json.loads((tmp_path / "schemas" / "index.json").read_text())
     assert set(index["kinds"]) == set(KINDS)
     assert index["versions"]["score"] == 2
