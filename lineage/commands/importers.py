@@ -41,7 +41,8 @@ def _format_help() -> str:
 def import_cmd(fmt: str, path: str, lineage: str | None, ai_actor: str | None, human_actor: str, as_json: bool, store_dir: str | None) -> None:
     """Import a self-improvement loop's archive, losing nothing.
 
-    FORMAT is one of: openevolve, ai-scientist, adas, shinkaevolve, aide, dgm.
+    FORMAT is one of: openevolve, ai-scientist, adas, shinkaevolve, aide, dgm (and git,
+    workspace: see `lineage import-git` / `import-workspace` for their options).
     Importing the same source twice adds nothing. Records that cannot be mapped are kept
     as `annotation` events (topic `unmapped`) with the raw record, and listed below.
     The store is created if it does not exist.
