@@ -29,7 +29,6 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ from lineage.agents.attribution import (
 )
 from lineage.agents.ids import stable_event_id
 from lineage.errors import LineageError
-from lineage.objects import sha256_bytes
 from lineage.store import Store
 from schemas import Draft, prepare
 from schemas.envelope import DEFAULT_BRANCH
@@ -400,21 +398,15 @@ class GitImport:
         self.branch = branch
         self.source = source
         self.blobs = BlobReader(repo)
-        # Objects are fsynced one by one; writing them from a few threads overlaps the waits.
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lineage-objects")
-        self._puts: list[Future] = []
         self.counts: dict[str, int] = {"human": 0, "ai": 0, "mixed": 0, "system": 0}
         self.models: dict[str, int] = {}
 
     def put(self, data: bytes) -> str:
-        """Store an object in the background; ``wait_objects()`` before events name it."""
-        self._puts.append(self._pool.submit(self.store.objects.put, data))
-        return sha256_bytes(data)
+        """Store an object; it is made durable by ``wait_objects()`` before events name it."""
+        return self.store.objects.put(data, durable=False)
 
     def wait_objects(self) -> None:
-        puts, self._puts = self._puts, []
-        for f in puts:
-            f.result()
+        self.store.objects.sync()
 
     def _id(self, occurred_us: int, sha: str, role: str) -> str:
         return stable_event_id(occurred_us, ID_NAMESPACE, self.lineage, sha, role)
@@ -496,7 +488,6 @@ class GitImport:
 
     def close(self) -> None:
         self.blobs.close()
-        self._pool.shutdown(wait=True)
 
 
 def import_git(

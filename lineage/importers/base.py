@@ -29,7 +29,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections import OrderedDict
@@ -225,7 +224,6 @@ class ImportSession:
         self._writer: Writer | None = None
         self._started = time.perf_counter()
         self._objects_seen: LRU = LRU(OBJECTS_REMEMBERED)  # digests known to be on disk (bounded)
-        self._unsynced: list[Path] = []
         self._declared = {kind: set(model.model_fields) for kind, model in MODELS.items()}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -274,55 +272,19 @@ class ImportSession:
     # -- objects ---------------------------------------------------------------------------
 
     def put_object(self, data: bytes | str) -> str:
-        """Store content by SHA-256. Written like ``ObjectStore.put`` (temporary file, rename)
-        but without one fsync per object: the objects of a batch are made durable together
-        (``_sync_objects``) just before the batch's events are committed, so an event never
-        names an object that a crash could lose. Hundreds of fsyncs would otherwise dominate
-        an import."""
+        """Store content by SHA-256, durable with the next batch (``ObjectStore.sync`` runs
+        just before the batch's events commit, so no event names an object a crash lost)."""
         if isinstance(data, str):
             data = data.encode()
         digest = hashlib.sha256(data).hexdigest()
         if self._objects_seen.get(digest) is None:
             self._objects_seen.put(digest, True)
             self.summary.objects += 1
-            target = self.store.objects.path(digest)
-            try:
-                present = target.stat().st_size == len(data)  # a torn earlier write is redone
-            except FileNotFoundError:
-                present = False
-            if not present:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-                self._unsynced.append(target)
+            self.store.objects.put(data, durable=False)
         return digest
 
     def _sync_objects(self) -> None:
-        """Make the objects written since the last batch durable: one ``syncfs`` of the
-        store's filesystem where the platform has it, else an fsync per file and directory."""
-        if not self._unsynced:
-            return
-        paths, self._unsynced = self._unsynced, []
-        if _syncfs(self.store.objects.root):
-            return
-        for p in paths:
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        for d in {p.parent for p in paths}:
-            try:
-                fd = os.open(d, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        self.store.objects.sync()
 
     def put_file(self, path: Path) -> dict:
         """A source file as an object reference: {"sha256", "bytes"}; files over
@@ -561,30 +523,6 @@ def _time(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool) and not (0 <= value < 1e11):
         return None  # not an epoch in seconds; leave the time to the store
     return value
-
-
-def _syncfs(path: Path) -> bool:
-    """``syncfs(2)`` on the filesystem holding ``path`` (Linux); False where unavailable."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-            import ctypes.util
-
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            _LIBC.syncfs  # noqa: B018 - probe that the symbol exists
-        except (OSError, AttributeError):
-            _LIBC = False
-    if not _LIBC:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _LIBC.syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
-_LIBC = None
 
 
 class LRU(OrderedDict):
