@@ -39,5 +39,6 @@ def demo(store_dir: str | None) -> None:
         value = f"{s['value']:.4f}" if isinstance(s["value"], float) else "n/a"
         console.print(f"  {key:<5} {s['node']}  {s['metric']} = {value} ({s['split']})")
     flag = f" --store {store_dir}" if store_dir else ""
-    console.print(f"\nnext: [bold]lineage log{flag}[/], [bold]lineage show NODE{flag}[/], "
-                  f"[bold]lineage sql{flag} \"SELECT kind, count(*) FROM events GROUP BY ALL\"[/]")
+    console.print(f"\nnext: [bold]lineage tui{flag}[/] to browse it, or [bold]lineage tree{flag}[/], "
+                  f"[bold]lineage involvement{flag}[/], [bold]lineage signals{flag}[/], "
+                  f"[bold]lineage sql{flag} \"SELECT * FROM involvement_by_generation\"[/]")
