@@ -33,7 +33,7 @@ def _stop_on_interrupt():
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
-        err_console.print("[yellow]stopping after the current batch… (Ctrl-C again to abort)[/]")
+        _warn("[yellow]stopping after the current batch… (Ctrl-C again to abort)[/]")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -43,39 +43,47 @@ def _stop_on_interrupt():
             signal.signal(s, h)
 
 
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True)  # never break a path or a reason across lines
+
+
+def _warn(text: str) -> None:
+    err_console.print(text, soft_wrap=True)
+
+
 def _where(r: FileReport, at: int) -> str:
     return f"{r.path}:{at}" if r.format == "jsonl" else f"{r.path} row {at}"
 
 
 def _print_problems(r: FileReport) -> None:
     for at, reason in r.problems:
-        err_console.print(f"[red]quarantined[/] {_escape(_where(r, at))}: {_escape(reason)}")
+        _warn(f"[red]quarantined[/] {_escape(_where(r, at))}: {_escape(reason)}")
     more = r.quarantined - len(r.problems)
     if more > 0:
-        err_console.print(f"  … and {more} more from {_escape(str(r.path))}")
+        _warn(f"  … and {more} more from {_escape(str(r.path))}")
 
 
 def _summary(report: IngestReport) -> None:
     for path, why in report.skipped:
-        err_console.print(f"[yellow]skipped[/] {_escape(str(path))}: {why}")
+        _warn(f"[yellow]skipped[/] {_escape(str(path))}: {why}")
     for r in report.files:
         if r.restarted:
-            err_console.print(f"[yellow]note[/] {_escape(str(r.path))} changed since it was last ingested; read again from the start")
+            _warn(f"[yellow]note[/] {_escape(str(r.path))} changed since it was last ingested; read again from the start")
         if r.note:
-            err_console.print(f"[dim]{_escape(str(r.path))}: {r.note}[/]")
+            _warn(f"[dim]{_escape(str(r.path))}: {r.note}[/]")
         _print_problems(r)
         if r.pending_bytes:
-            err_console.print(f"[yellow]pending[/] {_escape(str(r.path))}: the last {r.pending_bytes} bytes are an "
-                              "unfinished line (no newline yet); they are ingested once complete, or now with --complete")
+            _warn(f"[yellow]pending[/] {_escape(str(r.path))}: the last {r.pending_bytes} bytes are an "
+                  "unfinished line (no newline yet); they are ingested once complete, or now with --complete")
     quarantined = report.quarantined
     color = "red" if quarantined else "green"
-    console.print(
+    _say(
         f"[{color}]{report.ingested} ingested[/], {report.duplicates} duplicates skipped, "
         f"{quarantined} quarantined from {len(report.files)} file{'s' if len(report.files) != 1 else ''}"
         + (" [yellow](interrupted: run again to continue)[/]" if report.interrupted else "")
     )
     if quarantined:
-        console.print("  bad lines are kept whole in the store's quarantine/ folder, with file, line and reason")
+        _say("  bad lines are kept whole in the store's quarantine/ folder, with file, line and reason")
 
 
 @click.command()
@@ -84,7 +92,7 @@ def _summary(report: IngestReport) -> None:
 @click.option("--complete", is_flag=True,
               help="The files are finished: also read a last line that has no newline (default: leave it pending).")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
-              help="Processes validating large files (default: one per CPU, at most 2; 0: none).")
+              help="Processes validating large files (default: one per idle CPU beyond the first; 0: none).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def ingest(store_dir, paths, complete, workers, quiet) -> None:
     """Ingest JSONL or Parquet event files (or folders of them) into the store.
@@ -128,7 +136,7 @@ def ingest(store_dir, paths, complete, workers, quiet) -> None:
 @click.option("--settle", type=float, default=2.0, show_default=True,
               help="Seconds an unreadable Parquet file must stay unchanged before it is quarantined.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
-              help="Processes validating large files (default: one per CPU, at most 2; 0: none).")
+              help="Processes validating large files (default: one per idle CPU beyond the first; 0: none).")
 def watch(store_dir, dirs, settle, workers) -> None:
     """Ingest new and growing event files as they appear, until Ctrl-C.
 
@@ -143,18 +151,21 @@ def watch(store_dir, dirs, settle, workers) -> None:
     store = open_store(store_dir)
 
     def on_file(r: FileReport) -> None:
-        console.print(f"{_escape(str(r.path))}: {r.ingested} ingested"
-                      + (f", {r.duplicates} duplicates skipped" if r.duplicates else "")
-                      + (f", [red]{r.quarantined} quarantined[/]" if r.quarantined else ""))
+        _say(f"{_escape(str(r.path))}: {r.ingested} ingested"
+             + (f", {r.duplicates} duplicates skipped" if r.duplicates else "")
+             + (f", [red]{r.quarantined} quarantined[/]" if r.quarantined else ""))
         _print_problems(r)
 
     def on_skip(path: Path, why: str) -> None:
-        err_console.print(f"[yellow]skipped[/] {_escape(str(path))}: {why}")
+        _warn(f"[yellow]skipped[/] {_escape(str(path))}: {why}")
+
+    def on_error(path: Path, exc: Exception) -> None:
+        _warn(f"[red]error[/] {_escape(str(path))}: {_escape(str(exc))} (nothing of that batch was stored; will retry)")
 
     with _stop_on_interrupt() as stop:
         watcher = Watcher(store, list(dirs) or None, stop=stop, settle=settle, workers=workers,
-                          on_file=on_file, on_skip=on_skip)
-        err_console.print(f"watching {', '.join(_escape(str(d)) for d in watcher.dirs)} (Ctrl-C to stop)")
+                          on_file=on_file, on_skip=on_skip, on_error=on_error)
+        _warn(f"watching {', '.join(_escape(str(d)) for d in watcher.dirs)} (Ctrl-C to stop)")
         totals = watcher.run()
-    console.print(f"stopped: {totals.ingested} ingested, {totals.duplicates} duplicates skipped, "
-                  f"{totals.quarantined} quarantined, {len(totals.skipped)} files skipped")
+    _say(f"stopped: {totals.ingested} ingested, {totals.duplicates} duplicates skipped, "
+         f"{totals.quarantined} quarantined, {len(totals.skipped)} files skipped")
