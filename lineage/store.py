@@ -68,6 +68,7 @@ _process_locks: dict[Path, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
 _open_writers: dict[Path, int] = {}
 _holders: dict[Path, Writer] = {}
+_local_waiting: dict[Path, int] = {}  # threads of this process waiting for a store's writer lock
 
 
 def _process_lock(db: Path) -> threading.Lock:
@@ -108,6 +109,7 @@ def _is_lock_error(exc: Exception) -> bool:
 WAITING_DIR = ".waiting"
 YIELD_AFTER = 0.2
 HANDOVER_MAX = 1.0
+UNANNOUNCED_IDLE = 2.0
 FIFO_PATIENCE = 1.0
 
 
@@ -336,6 +338,7 @@ class Writer:
         self._last_used = 0.0
         self._closed = False
         self._idle_thread: threading.Thread | None = None
+        self._schema_checked = False
         self._owner: int | None = None
         self._checked_waiters = 0.0
 
@@ -355,15 +358,25 @@ class Writer:
             # Another Writer of this very thread holds the store: it cannot be mid-append
             # while we run, so it hands the lease over and re-reads the head when next used.
             holder.release()
-        if not self._thread_lock.acquire(timeout=self.lock_timeout):
-            raise StoreLocked(f"{self.store.db} is held by another writer in this process for over {self.lock_timeout:.0f}s")
+        if not self._thread_lock.acquire(blocking=False):
+            _local_waiting[self.store.db] = _local_waiting.get(self.store.db, 0) + 1
+            try:
+                got = self._thread_lock.acquire(timeout=self.lock_timeout)
+            finally:
+                _local_waiting[self.store.db] -= 1
+            if not got:
+                raise StoreLocked(f"{self.store.db} is held by another writer in this process for over {self.lock_timeout:.0f}s")
         try:
             self.store.root.mkdir(parents=True, exist_ok=True)
             con = _connect(self.store.db, read_only=False, timeout=self.lock_timeout)
-            migrate(con)
-            from lineage.segments import ensure_events_view
+            if not self._schema_checked:
+                # Once per Writer: a re-acquired lease finds the schema as it left it
+                # (other writers seal, which redefines `events` in its own transaction).
+                migrate(con)
+                from lineage.segments import ensure_events_view
 
-            ensure_events_view(con, self.store)
+                ensure_events_view(con, self.store)
+                self._schema_checked = True
             row = first_row(con.execute("SELECT seq, hash FROM event_log ORDER BY seq DESC LIMIT 1"))
             if row is None:
                 row = first_row(con.execute("SELECT last_seq, last_hash FROM segments ORDER BY last_seq DESC LIMIT 1"))
@@ -402,7 +415,14 @@ class Writer:
         while not self._closed:
             time.sleep(min(0.05, self.idle_release))
             with self._mutex:
-                if self._con is not None and time.monotonic() - self._last_used >= self.idle_release:
+                if self._con is None:
+                    continue
+                idle = time.monotonic() - self._last_used
+                # Letting go costs a checkpoint now and a reopen at the next append (~50 ms),
+                # so an idle loop keeps the file unless someone is waiting for it; clients
+                # that cannot announce themselves (a plain duckdb shell) get it after UNANNOUNCED_IDLE.
+                wanted = _local_waiting.get(self.store.db, 0) > 0 or _waiters(self.store.db)
+                if idle >= UNANNOUNCED_IDLE or (idle >= self.idle_release and wanted):
                     self.release()
 
     def _maybe_yield(self) -> None:
