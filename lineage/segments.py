@@ -26,7 +26,7 @@ from lineage.objects import sha256_file
 if TYPE_CHECKING:
     from lineage.store import Store
 
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 1  # measured: as small as level 9 on event data, and ~6x faster to seal
 ROW_GROUP = 128 * 1024
 
 # Columns as the public `events` view exposes them (payload typed as JSON for ->> access).

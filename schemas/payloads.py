@@ -37,7 +37,7 @@ class Proposal(Payload):
 
 
 class FileChange(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     path: str
     old_path: str | None = None
     change: Literal["added", "modified", "deleted", "renamed", "binary"] = "modified"
@@ -73,7 +73,7 @@ class Dataset(Payload):
 
 
 class Cost(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, strict=True)
     tokens: int | None = Field(default=None, ge=0)
     dollars: float | None = Field(default=None, ge=0)
     gpu_hours: float | None = Field(default=None, ge=0)
@@ -148,7 +148,7 @@ class BranchCreated(Payload):
 
 
 class MetricReplay(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True, strict=True)
     metric: str
     split: str = "public"
     recorded: float | None = None

@@ -333,3 +333,13 @@ def test_the_exported_json_schema_describes_what_an_inbox_line_needs(tmp_path):
     assert "human" in schema["properties"]["actor"]["pattern"]
     run = json.loads((tmp_path / "run.schema.json").read_text())
     assert set(run["properties"]["payload"]["properties"]["status"]["enum"]) == {"ok", "failed", "timeout", "crashed", "running"}
+
+
+@pytest.mark.parametrize(("kind", "payload", "field"), [
+    ("run", {"command": "x", "status": "ok", "cost": {"tokens": "5"}}, "payload.cost.tokens"),
+    ("code_diff", {"files": [{"path": "a.py", "lines_added": "3"}]}, "payload.files.0.lines_added"),
+    ("replay", {"node": "n", "outcome": "drifted", "metrics": [{"metric": "acc", "recorded": "0.5"}]}, "payload.metrics.0.recorded"),
+])
+def test_nested_fields_are_as_strict_as_top_level_ones(kind, payload, field):
+    """A string where a number belongs is refused at any depth, never coerced."""
+    assert refusal(draft(kind, payload=payload)).field == field
