@@ -214,10 +214,12 @@ def _as_of(store: Store, as_of: str, lineage_name: str | None, branch: str | Non
         cols = [c for c in SHOWN.get(name, table.column_names) if c in table.column_names]
         if lineage_name:
             cols = [c for c in cols if c != "lineage"]
-        for c in cols:
-            t.add_column(c, overflow="fold")
+        for i, c in enumerate(cols):
+            last = i == len(cols) - 1
+            t.add_column(c, no_wrap=not last, overflow="ellipsis" if not last else "fold",
+                         max_width=None if last else 22, min_width=30 if last else None)
         for r in rows[:50]:
-            t.add_row(*[_cell(r[c]) for c in cols])
+            t.add_row(*[_cell(_public_only(r[c]) if (name, c) == ("nodes", "scores") else r[c]) for c in cols])
         console.print(t)
         if len(rows) > 50:
             console.print(f"[dim]… {len(rows) - 50} more (use --json, or SQL with the *_at(seq) macros)[/]")
@@ -230,6 +232,13 @@ SHOWN = {
     "involvement": ["lineage", "node", "generation", "human_share", "ai_share", "system_share", "autonomy_level", "self_built"],
     "signals": ["lineage", "node", "signal", "severity", "detail"],
 }
+
+
+def _public_only(scores):
+    """The node table shows public-split scores; --json and SQL have every split."""
+    if isinstance(scores, list):
+        return [x for x in scores if isinstance(x, tuple) and str(x[0]).endswith("@public")]
+    return scores
 
 
 def _cell(v) -> str:
