@@ -33,6 +33,11 @@ async def settle(pilot, rounds: int = 6) -> None:
     lineage-wide facts start on a timer after the first screen)."""
     app = pilot.app
     await pilot.pause(0.4)
+    # The lineage-wide facts (best node, signal marks) start on a timer; on a busy machine
+    # that timer can fire after the workers above have finished: wait for it too.
+    deadline = time.monotonic() + 10
+    while getattr(getattr(app, "main", None), "extras_pending", False) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
     for _ in range(rounds):
         await app.workers.wait_for_complete()
         await pilot.pause(0.05)

@@ -28,6 +28,8 @@ EXTRAS_DELAY = 0.3  # seconds after opening a lineage before the lineage-wide fa
 
 
 class MainScreen(ReportsWorkerErrors, Screen):
+    extras_pending = False  # True from opening a lineage until its lineage-wide facts are loaded
+
     BINDINGS = [
         Binding("question_mark", "app.help", "Help", tooltip="Every key and what the tree's marks mean"),
         Binding("slash", "find", "Find", tooltip="Search and filter nodes: id or label, actor, autonomy level, signal, score"),
@@ -133,18 +135,22 @@ class MainScreen(ReportsWorkerErrors, Screen):
         self.genealogy.show(View(name, branch, self.flt))
         self.draw_status()
         # after the first screen is up: these read the whole lineage
+        self.extras_pending = True  # lets tests (and anyone) know the lineage-wide facts are coming
         self.set_timer(EXTRAS_DELAY, lambda: self._load_extras(name, self.branch, self.metric, refresh=False))
 
     @work(thread=True, group="extras", exclusive=True, exit_on_error=False)
     def _load_extras(self, lineage: str, branch: str | None, metric: Metric | None, refresh: bool) -> None:
-        if lineage != self.lineage:
-            return
-        best = self.service.best_node(lineage, branch, metric=metric)
-        self.post_message(self.Extras(lineage, best, False))
-        if self.service.is_large(lineage) and not self.service.signals_known(lineage):
-            return  # the tree's signal marks would cost seconds and gigabytes: not without being asked
-        self.service.signal_map(lineage, refresh=refresh)
-        self.post_message(self.Extras(lineage, best, True))
+        try:
+            if lineage != self.lineage:
+                return
+            best = self.service.best_node(lineage, branch, metric=metric)
+            self.post_message(self.Extras(lineage, best, False))
+            if self.service.is_large(lineage) and not self.service.signals_known(lineage):
+                return  # the tree's signal marks would cost seconds and gigabytes: not without being asked
+            self.service.signal_map(lineage, refresh=refresh)
+            self.post_message(self.Extras(lineage, best, True))
+        finally:
+            self.extras_pending = False
 
     @on(Extras)
     def _extras(self, message: Extras) -> None:
