@@ -88,6 +88,30 @@ assert _placeholder_events.startswith("CREATE OR REPLACE VIEW events AS ")
 _placeholder_events = _placeholder_events.replace("CREATE OR REPLACE VIEW", "CREATE VIEW IF NOT EXISTS", 1)
 
 
+
+# The roll-up columns shared by involvement_by_generation and involvement_by_lineage:
+# shares pooled over the group's events, lines and decisions, not averaged per node.
+_ROLLUP = """sum(events)::BIGINT AS events,
+           sum(human_events) / sum(events) AS human_share,
+           sum(ai_events) / sum(events) AS ai_share,
+           sum(system_events) / sum(events) AS system_share,
+           sum(diff_lines)::BIGINT AS diff_lines,
+           sum(human_lines) / nullif(sum(diff_lines), 0) AS human_line_share,
+           sum(ai_lines) / nullif(sum(diff_lines), 0) AS ai_line_share,
+           sum(system_lines) / nullif(sum(diff_lines), 0) AS system_line_share,
+           sum(decisions)::BIGINT AS decisions,
+           sum(human_decisions) / nullif(sum(decisions), 0) AS human_decision_share,
+           sum(ai_decisions) / nullif(sum(decisions), 0) AS ai_decision_share,
+           sum(system_decisions) / nullif(sum(decisions), 0) AS system_decision_share,
+           avg(autonomy_level) AS mean_autonomy,
+           count(*) FILTER (WHERE autonomy_level = 0) AS level0,
+           count(*) FILTER (WHERE autonomy_level = 1) AS level1,
+           count(*) FILTER (WHERE autonomy_level = 2) AS level2,
+           count(*) FILTER (WHERE autonomy_level = 3) AS level3,
+           count(*) FILTER (WHERE autonomy_level IS NULL) AS level_unknown,
+           count(*) FILTER (WHERE self_built) AS self_built,
+           max(recursion_depth) AS max_recursion_depth"""
+
 SQL = [
     # -- settings ------------------------------------------------------------------------
     "CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, description VARCHAR)",
@@ -415,51 +439,13 @@ SQL = [
            coalesce(dp.depth, 0)::INTEGER AS recursion_depth
     FROM base b LEFT JOIN depth dp USING (lineage, node)
     """,
-    """CREATE MACRO involvement_by_generation_at(max_seq) AS TABLE
-    SELECT lineage, generation, count(*) AS nodes, sum(events)::BIGINT AS events,
-           sum(human_events) / sum(events) AS human_share,
-           sum(ai_events) / sum(events) AS ai_share,
-           sum(system_events) / sum(events) AS system_share,
-           sum(diff_lines)::BIGINT AS diff_lines,
-           sum(human_lines) / nullif(sum(diff_lines), 0) AS human_line_share,
-           sum(ai_lines) / nullif(sum(diff_lines), 0) AS ai_line_share,
-           sum(system_lines) / nullif(sum(diff_lines), 0) AS system_line_share,
-           sum(decisions)::BIGINT AS decisions,
-           sum(human_decisions) / nullif(sum(decisions), 0) AS human_decision_share,
-           sum(ai_decisions) / nullif(sum(decisions), 0) AS ai_decision_share,
-           sum(system_decisions) / nullif(sum(decisions), 0) AS system_decision_share,
-           avg(autonomy_level) AS mean_autonomy,
-           count(*) FILTER (WHERE autonomy_level = 0) AS level0,
-           count(*) FILTER (WHERE autonomy_level = 1) AS level1,
-           count(*) FILTER (WHERE autonomy_level = 2) AS level2,
-           count(*) FILTER (WHERE autonomy_level = 3) AS level3,
-           count(*) FILTER (WHERE autonomy_level IS NULL) AS level_unknown,
-           count(*) FILTER (WHERE self_built) AS self_built,
-           max(recursion_depth) AS max_recursion_depth
+    f"""CREATE MACRO involvement_by_generation_at(max_seq) AS TABLE
+    SELECT lineage, generation, count(*) AS nodes, {_ROLLUP}
     FROM involvement_at(max_seq)
     GROUP BY lineage, generation
     """,
-    """CREATE MACRO involvement_by_lineage_at(max_seq) AS TABLE
-    SELECT lineage, count(*) AS nodes, count(DISTINCT generation) AS generations, sum(events)::BIGINT AS events,
-           sum(human_events) / sum(events) AS human_share,
-           sum(ai_events) / sum(events) AS ai_share,
-           sum(system_events) / sum(events) AS system_share,
-           sum(diff_lines)::BIGINT AS diff_lines,
-           sum(human_lines) / nullif(sum(diff_lines), 0) AS human_line_share,
-           sum(ai_lines) / nullif(sum(diff_lines), 0) AS ai_line_share,
-           sum(system_lines) / nullif(sum(diff_lines), 0) AS system_line_share,
-           sum(decisions)::BIGINT AS decisions,
-           sum(human_decisions) / nullif(sum(decisions), 0) AS human_decision_share,
-           sum(ai_decisions) / nullif(sum(decisions), 0) AS ai_decision_share,
-           sum(system_decisions) / nullif(sum(decisions), 0) AS system_decision_share,
-           avg(autonomy_level) AS mean_autonomy,
-           count(*) FILTER (WHERE autonomy_level = 0) AS level0,
-           count(*) FILTER (WHERE autonomy_level = 1) AS level1,
-           count(*) FILTER (WHERE autonomy_level = 2) AS level2,
-           count(*) FILTER (WHERE autonomy_level = 3) AS level3,
-           count(*) FILTER (WHERE autonomy_level IS NULL) AS level_unknown,
-           count(*) FILTER (WHERE self_built) AS self_built,
-           max(recursion_depth) AS max_recursion_depth,
+    f"""CREATE MACRO involvement_by_lineage_at(max_seq) AS TABLE
+    SELECT lineage, count(*) AS nodes, count(DISTINCT generation) AS generations, {_ROLLUP},
            regr_slope(human_share, generation) AS human_share_slope
     FROM involvement_at(max_seq)
     GROUP BY lineage
