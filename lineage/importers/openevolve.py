@@ -349,20 +349,26 @@ def _program(session, rec: dict, pid: str, *, lineage, rel, index, code_of, cach
                              primary=primary, caused_by=run_id)
 
 
+def _claim_json(session, path: Path, base: Path, lineage: str, consumed: set[Path]) -> tuple[str, Any]:
+    """Take a side file as consumed and parse it; one that is not JSON is kept as unmapped
+    (raw bytes and the reason) and comes back as None."""
+    consumed.add(path)
+    rel = path.relative_to(base).as_posix()
+    session.advance(1)
+    try:
+        return rel, load_json_text(read_text(path))
+    except ValueError as exc:
+        session.unmapped(lineage=lineage, record=rel, reason=f"not valid JSON: {exc}", raw=path.read_bytes())
+        return rel, None
+
+
 def _side_files(session, run_root: RunRoot, lineage: str, index, code_of, consumed: set[Path]) -> None:
     base = run_root.root
     for d in run_root.info_dirs:
         info_f = d / "best_program_info.json"
         best_id = None
         if info_f.is_file():
-            consumed.add(info_f)
-            rel = info_f.relative_to(base).as_posix()
-            session.advance(1)
-            try:
-                info = load_json_text(read_text(info_f))
-            except ValueError as exc:
-                session.unmapped(lineage=lineage, record=rel, reason=f"not valid JSON: {exc}", raw=info_f.read_bytes())
-                info = None
+            rel, info = _claim_json(session, info_f, base, lineage, consumed)
             if isinstance(info, dict) and isinstance(info.get("id"), str):
                 best_id = info["id"]
                 payload: dict[str, Any] = {"node": best_id, "purpose": "best",
@@ -385,14 +391,7 @@ def _side_files(session, run_root: RunRoot, lineage: str, index, code_of, consum
 
         meta_f = d / "metadata.json"
         if meta_f.is_file():
-            consumed.add(meta_f)
-            rel = meta_f.relative_to(base).as_posix()
-            session.advance(1)
-            try:
-                meta = load_json_text(read_text(meta_f))
-            except ValueError as exc:
-                session.unmapped(lineage=lineage, record=rel, reason=f"not valid JSON: {exc}", raw=meta_f.read_bytes())
-                meta = None
+            rel, meta = _claim_json(session, meta_f, base, lineage, consumed)
             if meta is not None:
                 summary = []
                 if isinstance(meta, dict):
@@ -409,14 +408,7 @@ def _side_files(session, run_root: RunRoot, lineage: str, index, code_of, consum
 
         post_f = d / "post_evolution_evaluation_result.json"
         if post_f.is_file():
-            consumed.add(post_f)
-            rel = post_f.relative_to(base).as_posix()
-            session.advance(1)
-            try:
-                post = load_json_text(read_text(post_f))
-            except ValueError as exc:
-                session.unmapped(lineage=lineage, record=rel, reason=f"not valid JSON: {exc}", raw=post_f.read_bytes())
-                post = None
+            rel, post = _claim_json(session, post_f, base, lineage, consumed)
             if isinstance(post, dict) and best_id:
                 metrics = post.get("metrics") if isinstance(post.get("metrics"), dict) else {}
                 pv = metrics.get(PRIMARY)
