@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage.db import first_row
+from lineage.segments import HEAD_SEQ_SQL
 
 CHUNK = 2_000_000
 
@@ -101,7 +102,7 @@ def index_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def head_seq(con: duckdb.DuckDBPyConnection) -> int:
-    row = first_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
+    row = first_row(con.execute(HEAD_SEQ_SQL))
     return row[0] if row else 0
 
 

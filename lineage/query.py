@@ -23,7 +23,8 @@ _ALLOWED = {
 }
 
 
-def check_read_only(sql: str) -> None:
+def check_read_only(sql: str) -> list:
+    """Refuse anything but reads; returns the parsed statements."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -37,28 +38,38 @@ def check_read_only(sql: str) -> None:
                 f"`lineage sql` is read-only: {kind} statements are refused. The log is append-only; "
                 "record corrections as new events (`lineage record`, e.g. kind retraction or annotation)."
             )
+    return statements
 
 
 def _clean(exc: Exception) -> str:
     return str(exc).strip().split("\n\nLINE")[0]
 
 
-def run_query(store: Store, sql: str, params: Sequence | None = None, *, limit: int | None = None) -> pa.Table:
-    """Run a read-only query and return its result as an Arrow table."""
-    check_read_only(sql)
+def run_query(store: Store, sql: str, params: Sequence | None = None, *, limit: int | None = None,
+              con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """Run a read-only query and return its result as an Arrow table.
+
+    ``con``: a read-only connection the caller already holds (several reads in a burst);
+    by default the query opens its own and closes it at once."""
+    statements = check_read_only(sql)
+    if con is not None:
+        return _run(con, statements, params, limit)
     with store.reader() as con:
-        try:
-            statements = duckdb.extract_statements(sql)
-            for st in statements[:-1]:
-                con.execute(st.query).fetchall()
-            rel = con.sql(statements[-1].query, params=params or None)
-            if rel is None:
-                return pa.table({})
-            if limit is not None:
-                rel = rel.limit(limit)
-            return rel.to_arrow_table()
-        except duckdb.Error as exc:
-            msg = _clean(exc)
-            if "read-only" in msg.lower():
-                raise ReadOnlyViolation(f"`lineage sql` is read-only: {msg}") from None
-            raise QueryError(msg) from None
+        return _run(con, statements, params, limit)
+
+
+def _run(con: duckdb.DuckDBPyConnection, statements: list, params: Sequence | None, limit: int | None) -> pa.Table:
+    try:
+        for st in statements[:-1]:
+            con.execute(st.query).fetchall()
+        rel = con.sql(statements[-1].query, params=params or None)
+        if rel is None:
+            return pa.table({})
+        if limit is not None:
+            rel = rel.limit(limit)
+        return rel.to_arrow_table()
+    except duckdb.Error as exc:
+        msg = _clean(exc)
+        if "read-only" in msg.lower():
+            raise ReadOnlyViolation(f"`lineage sql` is read-only: {msg}") from None
+        raise QueryError(msg) from None

@@ -49,6 +49,13 @@ HOT_EVENTS = """
 """
 
 
+# The newest seq without scanning: every event is in the hot table or in a registered
+# segment, so the head is the larger of the two maxima (reading `events` would open every
+# segment file: ~20 ms on a million events, paid by the UI on every poll).
+HEAD_SEQ_SQL = ("SELECT greatest((SELECT coalesce(max(seq), 0) FROM event_log), "
+                "(SELECT coalesce(max(last_seq), 0) FROM segments)) AS seq")
+
+
 @dataclass(frozen=True)
 class SealResult:
     file: Path

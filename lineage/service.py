@@ -1,7 +1,8 @@
 """The query service the terminal UI talks to: plain Python and Arrow data, never DuckDB.
 
 Every read goes through ``lineage.query.run_query`` (one read-only connection per query,
-so a loop writing to the store is never held up for longer than a query runs) or the
+so a loop writing to the store is never held up for longer than a query runs; a short
+burst of reads, such as the first screen, shares one: ``session``) or the
 projection modules (``genealogy``, ``involvement``, ``signals``). The UI calls these
 methods from worker threads; none of them touches the UI.
 
@@ -36,7 +37,8 @@ from lineage.errors import LineageError, ObjectMissing, StoreLocked
 from lineage.node_index import LEVEL_SQL, STANDING_RETRACTIONS, catch_up
 from lineage.objects import sha256_file
 from lineage.query import run_query
-from lineage.store import Store
+from lineage.segments import HEAD_SEQ_SQL
+from lineage.store import SharedReader, Store
 from lineage.summary import summarize
 from schemas.payloads import STAGE
 
@@ -52,6 +54,8 @@ PAGE = 1000
 # involvement and signals tabs, which DuckDB computes for the whole lineage) wait for an
 # explicit request: on 1,000,000 nodes they take seconds and gigabytes.
 LARGE_LINEAGE = 100_000
+# Seconds the UI's read connection stays open after a read (see SharedReader).
+READER_LINGER = 0.5
 
 
 # -- the data the UI gets -------------------------------------------------------------------
@@ -148,6 +152,20 @@ class NodeDetail:
     known_parents: tuple[str, ...]
     missing_parents: tuple[str, ...]
     merged_children: tuple[str, ...]  # nodes that name this one as a further parent
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """The first screen, read in one burst: the lineages, the one to open (``lineage``),
+    its first page of roots, the children of the first root that has any (``expanded``),
+    and the header and events of the node the cursor starts on (the first root)."""
+    lineages: list[LineageInfo]
+    lineage: str | None = None
+    roots: Page | None = None
+    expanded: NodeRow | None = None
+    children: Page | None = None
+    detail: NodeDetail | None = None
+    events: list[EventRow] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +331,10 @@ class LineageService:
         self.store = store if isinstance(store, Store) else Store.open(store)
         self.index_lock_timeout = index_lock_timeout
         self._lock = _ReadWriteLock()
+        self._local = threading.local()  # the connection of a ``session`` on this thread
+        # Reads come in bursts (a key press, a poll): they share a connection that lingers a
+        # little; it closes at once when another process waits for the file.
+        self._reader = SharedReader(self.store, linger=READER_LINGER)
         self._metrics: dict[str, Metric | None] = {}
         self._signals: dict[str, tuple[int, dict[str, list[dict]]]] = {}
         self._index_seq = 0
@@ -325,8 +347,26 @@ class LineageService:
     # -- plumbing ------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence | dict | None = None) -> pa.Table:
-        with self._lock.read():
-            return run_query(self.store, sql, params)
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            return run_query(self.store, sql, params, con=con)
+        with self._lock.read(), self._reader.cursor() as con:
+            return run_query(self.store, sql, params, con=con)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Run this thread's reads on one cursor until the block ends (the first screen's
+        burst). Other processes cannot write while it is open: keep the block to a burst
+        of reads, never around waiting for a person."""
+        if getattr(self._local, "con", None) is not None:
+            yield  # already in one
+            return
+        with self._lock.read(), self._reader.cursor() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
 
     def _rows(self, sql: str, params: Sequence | dict | None = None) -> list[dict]:
         return self._query(sql, params).to_pylist()
@@ -343,18 +383,19 @@ class LineageService:
         """Hold off every read of this service while the caller writes to the store
         (replay, branch): DuckDB cannot mix read-only and writable connections in one process."""
         with self._lock.write():
+            self._reader.close()
             yield
 
     # -- freshness -------------------------------------------------------------------------
 
     def latest_seq(self) -> int:
         """The seq of the newest event in the store (0 for an empty store)."""
-        return self._rows("SELECT coalesce(max(seq), 0) AS seq FROM events")[0]["seq"]
+        return self._rows(HEAD_SEQ_SQL)[0]["seq"]
 
     def heads(self) -> tuple[int, int]:
         """(newest seq in the store, seq the node index is at), in one query."""
         try:
-            row = self._rows("SELECT (SELECT coalesce(max(seq), 0) FROM events) AS head, "
+            row = self._rows(f"SELECT ({HEAD_SEQ_SQL}) AS head, "
                              "(SELECT last_seq FROM node_index_state) AS indexed")[0]
         except LineageError:
             return self.latest_seq(), 0
@@ -373,7 +414,7 @@ class LineageService:
         live loop's new events). If a writer holds the store longer than
         ``index_lock_timeout``, the index stays where it was and StoreLocked is raised.
         """
-        with self._lock.write(), self.store.writer(lock_timeout=self.index_lock_timeout) as w:
+        with self._lock.write(), self.store.writer(lock_timeout=self.index_lock_timeout) as w:  # closes our reader
             self._index_seq = catch_up(w.con, progress=progress)
         return self._index_seq
 
@@ -388,6 +429,29 @@ class LineageService:
         self._sizes.update({r["lineage"]: r["nodes"] for r in rows})
         return [LineageInfo(r["lineage"], r["nodes"], tuple(_main_first(r["branches"] or [])),
                             self.primary_metric(r["lineage"]), r["last_seq"] or 0) for r in rows]
+
+    def opening(self, prefer: str | None = None) -> Opening:
+        """Everything the first screen shows, on one connection (see ``Opening``).
+
+        The lineage opened is ``prefer`` when the store has it, else the one written to
+        last. Reads what the tree and the detail pane would read one by one."""
+        with self.session():
+            lineages = self.lineages()
+            names = {li.name for li in lineages}
+            if not lineages:
+                return Opening(lineages)
+            name = prefer if prefer in names else max(lineages, key=lambda li: li.last_seq).name
+            roots = self.roots(name)
+            if not roots.rows:
+                return Opening(lineages, name, roots)
+            first = roots.rows[0]
+            expanded = next((r for r in roots.rows if r.children > 0 or r.links > 0), None)
+            children = None
+            if expanded is not None:
+                children = self.children(name, expanded.node, links=expanded.links > 0)
+            within = (first.first_seq, first.last_seq) if first.last_seq is not None else None
+            return Opening(lineages, name, roots, expanded, children, self.node_detail(name, first.node, first),
+                           self.node_events(name, first.node, within=within))
 
     def branches(self, lineage: str) -> list[str]:
         rows = self._rows(
@@ -443,20 +507,31 @@ class LineageService:
         return {"lineage": lineage, "metric": metric.name if metric else "", "split": metric.split if metric else "",
                 **extra}
 
-    def _node_rows(self, table: list[dict]) -> list[NodeRow]:
-        out = []
-        for r in table:
-            row = NodeRow(
-                lineage=r["lineage"], node=r["node"], branch=r["branch"], label=r["label"],
-                generation=r["generation"], parent=r["parent"], parents=tuple(r["parents"]),
-                missing_parent=r["missing_parent"], children=r["children"], events=r["events"],
-                human=r["human"], ai=r["ai"], system=r["system"], level=r["level"], best=r["best"],
-                created_seq=r["created_seq"], links=r["links"], created_at=r["created_at"],
-                created_by=r["created_by"], first_seq=r["first_seq"], last_seq=r["last_seq"],
-                also_from=tuple(r["also_from"] or ()),
-            )
-            out.append(self._with_signals(row))
-        return out
+    def _node_rows(self, table: pa.Table) -> list[NodeRow]:
+        """NodeRows from ``_rows_sql`` results, built column-wise (a page of 1,000 rows is
+        read on every expand: row dicts cost twice as much)."""
+        if table.num_rows == 0:
+            return []
+        c = table.to_pydict()
+        rows = [
+            NodeRow(lineage, node, branch, label, generation, parent, tuple(parents), missing, children, events,
+                    human, ai, system, level, best, created_seq, links, created_at, created_by, first_seq, last_seq,
+                    also_from=tuple(also_from) if also_from else ())
+            for (lineage, node, branch, label, generation, parent, parents, missing, children, events, human, ai,
+                 system, level, best, created_seq, links, created_at, created_by, first_seq, last_seq, also_from)
+            in zip(c["lineage"], c["node"], c["branch"], c["label"], c["generation"], c["parent"], c["parents"],
+                   c["missing_parent"], c["children"], c["events"], c["human"], c["ai"], c["system"], c["level"],
+                   c["best"], c["created_seq"], c["links"], c["created_at"], c["created_by"], c["first_seq"],
+                   c["last_seq"], c["also_from"], strict=True)
+        ]
+        if self._signals.get(table.column("lineage")[0].as_py()):
+            rows = [self._with_signals(r) for r in rows]
+        return rows
+
+    def _page(self, sql: str, params: dict) -> tuple[list[NodeRow], int]:
+        """The rows of a ``_rows_sql`` query and how many match in all."""
+        table = self._query(sql, params)
+        return self._node_rows(table), (table.column("total")[0].as_py() if table.num_rows else 0)
 
     def _with_signals(self, row: NodeRow) -> NodeRow:
         cached = self._signals.get(row.lineage)
@@ -483,9 +558,8 @@ class LineageService:
                      "SELECT node FROM events WHERE lineage = $lineage AND branch = $branch "
                      "AND kind = 'branch_created' AND node IS NOT NULL)")
             params = self._params(lineage, metric, branch=branch)
-        rows = self._rows(_rows_sql(where, limit=f"LIMIT {int(limit)} OFFSET {int(offset)}"), params)
-        total = rows[0]["total"] if rows else 0
-        return Page(self._node_rows(rows), total, offset)
+        rows, total = self._page(_rows_sql(where, limit=f"LIMIT {int(limit)} OFFSET {int(offset)}"), params)
+        return Page(rows, total, offset)
 
     def children(self, lineage: str, node: str, *, branch: str | None = None, metric: Metric | None = None,
                  offset: int = 0, limit: int = PAGE, flatten: bool = True, links: bool = True) -> Page:
@@ -498,20 +572,19 @@ class LineageService:
         instead of a staircase (``Page.chain``)."""
         where = "n.parent = $node" + (" AND n.branch = $branch" if branch else "")
         params = self._params(lineage, metric, node=node, **({"branch": branch} if branch else {}))
-        rows = self._rows(_rows_sql(where, limit=f"LIMIT {int(limit)} OFFSET {int(offset)}"), params)
-        total = rows[0]["total"] if rows else 0
+        rows, total = self._page(_rows_sql(where, limit=f"LIMIT {int(limit)} OFFSET {int(offset)}"), params)
         linked: list[NodeRow] = []
         if offset == 0 and links:
             link_where = "n.node IN (SELECT node FROM node_links WHERE lineage = $lineage AND parent = $node)"
             if branch:
                 link_where += " AND n.branch = $branch"
-            linked = self._node_rows(self._rows(_rows_sql(link_where, limit=f"LIMIT {PAGE}"), params))
-        if flatten and offset == 0 and total == 1 and rows[0]["children"] > 0:
+            linked = self._page(_rows_sql(link_where, limit=f"LIMIT {PAGE}"), params)[0]
+        if flatten and offset == 0 and total == 1 and rows[0].children > 0:
             run = self._chain(lineage, node, branch, limit)
             if len(run) > 1:
                 found = {r.node: r for r in self.nodes(lineage, run, metric=metric)}
                 return Page([found[n] for n in run if n in found], 1, 0, linked, chain=True)
-        return Page(self._node_rows(rows), total, offset, linked)
+        return Page(rows, total, offset, linked)
 
     def _chain(self, lineage: str, node: str, branch: str | None, cap: int) -> list[str]:
         """The run of only children below ``node``: each the single child of the one before,
@@ -537,8 +610,7 @@ class LineageService:
     def nodes(self, lineage: str, ids: Sequence[str], *, metric: Metric | None = None) -> list[NodeRow]:
         if not ids:
             return []
-        rows = self._rows(_rows_sql("n.node IN (SELECT unnest($ids))"), self._params(lineage, metric, ids=list(ids)))
-        return self._node_rows(rows)
+        return self._page(_rows_sql("n.node IN (SELECT unnest($ids))"), self._params(lineage, metric, ids=list(ids)))[0]
 
     def node(self, lineage: str, node: str, *, metric: Metric | None = None) -> NodeRow | None:
         found = self.nodes(lineage, [node], metric=metric)
@@ -620,8 +692,7 @@ class LineageService:
             where.append("n.node IN (SELECT unnest($ids))")
             params["ids"] = ids
         cond = " AND ".join(f"({w})" for w in where)
-        rows = self._rows(_rows_sql(cond, limit=f"LIMIT {int(limit)}"), params)
-        return self._node_rows(rows), (rows[0]["total"] if rows else 0)
+        return self._page(_rows_sql(cond, limit=f"LIMIT {int(limit)}"), params)
 
     # -- live --------------------------------------------------------------------------------
 
@@ -629,12 +700,12 @@ class LineageService:
         """New nodes and nodes whose making changed after ``seq`` (read from the index, so
         call ``refresh_index`` first)."""
         params = self._params(lineage, metric, seq=seq)
-        new = self._rows(_rows_sql("n.created_seq > $seq"), params)
-        touched = self._rows(_rows_sql("n.last_seq > $seq AND NOT (n.created_seq > $seq)"), params)
+        new = self._page(_rows_sql("n.created_seq > $seq"), params)[0]
+        touched = self._page(_rows_sql("n.last_seq > $seq AND NOT (n.created_seq > $seq)"), params)[0]
         head = self.latest_seq()
         lineage_new = self._rows("SELECT count(*) AS n FROM node_index WHERE lineage <> ? AND created_seq > ?",
                                  [lineage, seq])[0]["n"]
-        return Changes(head, self._node_rows(new), self._node_rows(touched), lineage_new > 0)
+        return Changes(head, new, touched, lineage_new > 0)
 
     # -- one node --------------------------------------------------------------------------------
 
@@ -923,6 +994,6 @@ def _local_path(uri: str | None) -> Path | None:
 
 __all__ = [
     "ArtifactRow", "Changes", "DiffEntry", "EventRow", "Filter", "GenerationStat", "LARGE_LINEAGE", "LEVELS", "LineageInfo",
-    "LineageService", "Metric", "NodeDetail", "NodeRow", "Page", "SIGNALS", "STAGES", "ScoreRow", "SignalRow",
+    "LineageService", "Metric", "NodeDetail", "NodeRow", "Opening", "Page", "SIGNALS", "STAGES", "ScoreRow", "SignalRow",
     "StoreLocked",
 ]

@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ HOT_SCHEMA = pa.schema([("seq", pa.int64()), ("body", pa.string()), ("prev_hash"
 _process_locks: dict[Path, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
 _open_writers: dict[Path, int] = {}
+# Writers of this process from the moment they try to connect, and the shared readers
+# they must close first (see SharedReader).
+_writers_here: dict[Path, int] = {}
+_shared_readers: dict[Path, weakref.WeakSet] = {}
 _holders: dict[Path, Writer] = {}
 _local_waiting: dict[Path, int] = {}  # threads of this process waiting for a store's writer lock
 
@@ -306,6 +311,86 @@ class Store:
         return [EventEnvelope(**{**r, "payload": orjson.loads(r["payload"])}) for r in rows]
 
 
+class SharedReader:
+    """A read-only connection kept open across reads that come close together.
+
+    An interactive reader (the terminal UI) reads in bursts: a key press costs a query or
+    two, and opening the file costs 15-25 ms each time, as much as the query. This keeps
+    one connection (each read gets its own cursor on it) until no read has come for
+    ``linger`` seconds, or at once when another process is waiting for the file (its
+    marker in ``.waiting/``, checked every ``CHECK_EVERY`` seconds), so a writer waits a
+    few milliseconds longer than it would for a reader that opens and closes, no more.
+    While this process holds a writer, reads go through ``Store.reader`` instead.
+    """
+
+    CHECK_EVERY = 0.02
+
+    def __init__(self, store: Store, *, linger: float = 0.5, timeout: float = 30.0) -> None:
+        self.store = store
+        self.linger = linger
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._last_use = 0.0
+        self._idle = threading.Condition(self._lock)
+        _shared_readers.setdefault(store.db, weakref.WeakSet()).add(self)
+
+    @property
+    def is_open(self) -> bool:
+        return self._con is not None
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if _writers_here.get(self.store.db):
+            with self.store.reader(self.timeout) as con:
+                yield con
+            return
+        with self._lock:
+            if self._con is None:
+                if not self.store.db.exists():
+                    raise StoreNotFound(f"no lineage store at {self.store.root}; create one with `lineage init`")
+                self._con = _connect(self.store.db, read_only=True, timeout=self.timeout)
+                threading.Thread(target=self._watch, args=(self._con,), name="lineage-reader-linger",
+                                 daemon=True).start()
+            cur = self._con.cursor()
+            self._users += 1
+        try:
+            # settings belong to each cursor, not to the connection
+            cur.execute("SET TimeZone = 'UTC'")
+            cur.execute("SET python_enable_replacements = false")
+            yield cur
+        finally:
+            cur.close()
+            with self._lock:
+                self._users -= 1
+                self._last_use = time.monotonic()
+                self._idle.notify_all()
+
+    def close(self, wait: float = 30.0) -> None:
+        """Close the connection now, once the reads under way (up to ``wait`` seconds)
+        are done; the next read opens it again."""
+        with self._lock:
+            self._idle.wait_for(lambda: self._users == 0, timeout=wait)
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+    def _watch(self, con: duckdb.DuckDBPyConnection) -> None:
+        while True:
+            time.sleep(self.CHECK_EVERY)
+            with self._lock:
+                if self._con is not con:
+                    return  # closed (and maybe reopened: that one has its own watcher)
+                if self._users:
+                    continue
+                if time.monotonic() - self._last_use < self.linger and not _waiters(self.store.db):
+                    continue
+                self._con = None
+            con.close()
+            return
+
+
 class Writer:
     """Holds the store for appending. Use as a context manager, or call ``release()``.
 
@@ -366,7 +451,11 @@ class Writer:
                 _local_waiting[self.store.db] -= 1
             if not got:
                 raise StoreLocked(f"{self.store.db} is held by another writer in this process for over {self.lock_timeout:.0f}s")
+        _writers_here[self.store.db] = _writers_here.get(self.store.db, 0) + 1
         try:
+            # DuckDB refuses a writable connection beside a read-only one in one process.
+            for reader in list(_shared_readers.get(self.store.db, ())):
+                reader.close(wait=self.lock_timeout)
             self.store.root.mkdir(parents=True, exist_ok=True)
             con = _connect(self.store.db, read_only=False, timeout=self.lock_timeout)
             if not self._schema_checked:
@@ -383,6 +472,7 @@ class Writer:
             self._head_seq, self._head_hash = row if row else (0, GENESIS_HASH)
             self._hot = first_row(con.execute("SELECT count(*) FROM event_log"))[0]
         except BaseException:
+            _writers_here[self.store.db] -= 1
             self._thread_lock.release()
             raise
         self._con = con
@@ -403,6 +493,7 @@ class Writer:
             finally:
                 self._con = None
                 _open_writers[self.store.db] -= 1
+                _writers_here[self.store.db] -= 1
                 if _holders.get(self.store.db) is self:
                     del _holders[self.store.db]
                 self._thread_lock.release()

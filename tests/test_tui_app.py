@@ -95,6 +95,18 @@ async def test_without_a_choice_it_opens_the_most_recently_active_lineage(small_
         assert app.main.lineage == "tiny"
 
 
+async def test_the_first_screen_comes_up_in_one_step_without_a_query_per_widget(app):
+    """The tree, the first root's children and the root's events arrive together (read
+    while Textual starts), not one query after another once the screen is up."""
+    async with app.run_test(size=SIZE) as pilot:
+        while not app.ready:
+            await pilot.pause(0.01)
+        await pilot.pause(0)
+        assert current(app) == "root"
+        assert any(line.startswith("n1 ") for line in tree_lines(app))
+        assert "events" in app.main.detail._loaded  # before the cursor's rest delay has passed
+
+
 async def test_first_screen_shows_the_lineage_tree_and_the_root_in_detail(app):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

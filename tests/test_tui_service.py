@@ -217,3 +217,38 @@ def test_the_ui_never_imports_duckdb_and_reads_only_through_the_service():
 def test_the_lineage_layer_never_imports_the_ui():
     for path in sorted((ROOT / "lineage").rglob("*.py")):
         assert not any(m == "tui" or m.startswith("tui.") for m in _imports(path)), path
+
+
+def test_the_opening_is_what_the_tree_and_detail_would_read_one_by_one(svc):
+    opening = svc.opening(prefer="evo")
+    assert opening.lineage == "evo"
+    assert [r.node for r in opening.roots.rows] == [r.node for r in svc.roots("evo").rows]
+    first = opening.roots.rows[0]
+    assert opening.expanded.node == first.node  # the first root has children: it is the one opened
+    assert [r.node for r in opening.children.rows] == [r.node for r in svc.children("evo", first.node).rows]
+    assert opening.detail.row.node == first.node
+    assert [e.event_id for e in opening.events] == [e.event_id for e in svc.node_events("evo", first.node)]
+    assert svc.opening(prefer="no-such-lineage").lineage == max(opening.lineages, key=lambda li: li.last_seq).name
+
+
+def test_the_ui_reader_lets_a_writer_in_another_process_in_at_once(small_store):
+    """The service keeps its read connection open between reads; a writer in another
+    process must not wait for it to linger out, and the next read sees what it wrote."""
+    import subprocess
+    import sys
+    import time
+
+    svc = LineageService(small_store)
+    svc._reader.linger = 30.0  # longer than the test: only a waiting writer can close it
+    before = svc.latest_seq()
+    assert svc._reader.is_open
+    code = ("import sys, time; from lineage.tracker import Tracker; t0 = time.monotonic()\n"
+            "with Tracker(sys.argv[1], lineage='evo', actor='human:ana') as t:\n"
+            "    t.record('annotation', {'text': 'from another process'}, node='n1')\n"
+            "print(time.monotonic() - t0)")
+    out = subprocess.run([sys.executable, "-c", code, str(small_store.root)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    waited = float(out.stdout.strip().splitlines()[-1])
+    assert waited < 1.5, f"the writer waited {waited:.2f} s for the UI's reader"
+    assert svc.latest_seq() == before + 1

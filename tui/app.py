@@ -11,7 +11,7 @@ changed ones are relabelled) without losing the cursor or what is expanded.
 
 from __future__ import annotations
 
-import os
+import gc
 from pathlib import Path
 
 from textual import on, work
@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from lineage.errors import LineageError, StoreLocked
-from lineage.service import Changes, LineageInfo, LineageService, Metric
+from lineage.service import Changes, LineageInfo, LineageService, Metric, Opening
+from tui.launch import FirstScreen, create_app
 from tui.screens.dialogs import ErrorDialog, HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.sql import SqlHistory, SqlScreen
@@ -41,8 +42,8 @@ class LineageApp(App):
     ]
 
     class Ready(Message):
-        def __init__(self, lineages: list[LineageInfo], seq: int) -> None:
-            self.lineages = lineages
+        def __init__(self, opening: Opening, seq: int) -> None:
+            self.opening = opening
             self.seq = seq
             super().__init__()
 
@@ -65,8 +66,10 @@ class LineageApp(App):
         poll_interval: float | None = 1.0,
         sql_history: Path | None = None,
         banner: str | None = None,
+        first_screen: FirstScreen | None = None,
     ) -> None:
         super().__init__()
+        self.first_screen = first_screen  # being read since the app was created
         self.service = service
         self.prefer_lineage = lineage
         self.poll_interval = poll_interval
@@ -101,8 +104,9 @@ class LineageApp(App):
     @work(thread=True, group="startup", exclusive=True, exit_on_error=False)
     def _startup(self) -> None:
         svc = self.service
-        seq, indexed = svc.heads()
-        if indexed < seq:
+        first, self.first_screen = self.first_screen, None
+        opening, seq, indexed = (first or FirstScreen(svc, self.prefer_lineage)).result()
+        if opening is None:
             def progress(done: int, head: int) -> None:
                 self.post_message(self.IndexProgress(f"indexing {done:,}/{head:,} events…"))
             self.post_message(self.IndexProgress(f"indexing {seq - indexed:,} events…"))
@@ -111,16 +115,21 @@ class LineageApp(App):
             except StoreLocked as exc:
                 self.post_message(self.IndexProgress(f"index behind: {exc}"))
             indexed = svc.index_seq()
+            opening = svc.opening(self.prefer_lineage)
         self.index_seq = indexed
-        self.post_message(self.Ready(svc.lineages(), seq))
+        self.post_message(self.Ready(opening, seq))
 
     @on(Ready)
     def _on_ready_message(self, message: Ready) -> None:
         self.seen_seq = message.seq
         self.index_note = "" if self.index_seq >= message.seq else self.index_note
         self.ready = True
-        self.main.set_lineages(message.lineages, self.prefer_lineage)
+        self.main.set_lineages(message.opening.lineages, self.prefer_lineage, opening=message.opening)
         self.main.draw_status()
+        # Everything made so far (modules, widgets, the first screen) lives as long as the
+        # app: leave it out of garbage collection, whose full passes over it paused the UI
+        # for up to 90 ms in the middle of an expand.
+        self.call_after_refresh(gc.freeze)
 
     @on(IndexProgress)
     def _index_progress(self, message: IndexProgress) -> None:
@@ -225,16 +234,4 @@ def _key_text(key: str) -> str:
     return ",".join(names.get(k, k) for k in key.split(","))
 
 
-def create_app(
-    store_path: str | os.PathLike,
-    *,
-    lineage: str | None = None,
-    poll_interval: float | None = 1.0,
-    sql_history: str | os.PathLike | None = None,
-    banner: str | None = None,
-) -> LineageApp:
-    """The app over the store at ``store_path``. ``poll_interval=None`` turns live refresh
-    off (snapshots); ``sql_history``: a file that keeps the SQL console's history."""
-    service = LineageService(store_path)
-    return LineageApp(service, lineage=lineage, poll_interval=poll_interval,
-                      sql_history=Path(sql_history) if sql_history else None, banner=banner)
+__all__ = ["LineageApp", "create_app"]

@@ -55,7 +55,7 @@ def tui(store_dir: str | None, lineage_name: str | None, no_live: bool, poll: fl
         with console.status("running the demo loop…") as status:
             build_demo(path, progress=lambda msg: status.update(msg))
         banner = f"This is the demo lineage, built in {path}. Record your own loop there with Tracker('{path}', …)."
-    from tui.app import create_app
+    from tui.launch import create_app
 
     app = create_app(path, lineage=lineage_name, poll_interval=None if no_live else max(0.2, poll),
                      sql_history=_history_file(), banner=banner)

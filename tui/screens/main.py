@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from lineage.service import Changes, Filter, LineageInfo, Metric, NodeRow
+from lineage.service import Changes, Filter, LineageInfo, Metric, NodeRow, Opening
 from tui import actions
 from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, FilterDialog, InputDialog
 from tui.screens.generations import GenerationsScreen
@@ -110,12 +110,17 @@ class MainScreen(ReportsWorkerErrors, Screen):
 
     # -- the lineage shown -------------------------------------------------------------------
 
-    def set_lineages(self, lineages: list[LineageInfo], prefer: str | None = None) -> None:
+    def set_lineages(self, lineages: list[LineageInfo], prefer: str | None = None, *,
+                     opening: Opening | None = None) -> None:
+        """Know these lineages; open one if none is open yet (``opening``: the first
+        screen, already read, whose lineage is then the one opened)."""
         self.lineages = lineages
         names = [li.name for li in lineages]
         if self.lineage in names:
             return
-        if prefer in names:
+        if opening is not None and opening.lineage in names:
+            self.open_lineage(opening.lineage, opening=opening)
+        elif prefer in names:
             self.open_lineage(prefer)
         elif lineages:
             self.open_lineage(max(lineages, key=lambda li: li.last_seq).name)
@@ -123,7 +128,7 @@ class MainScreen(ReportsWorkerErrors, Screen):
             self.genealogy.show(View())
             self.draw_status()
 
-    def open_lineage(self, name: str, branch: str | None = None) -> None:
+    def open_lineage(self, name: str, branch: str | None = None, *, opening: Opening | None = None) -> None:
         info = next((li for li in self.lineages if li.name == name), None)
         self.lineage = name
         self.branch = branch
@@ -132,7 +137,9 @@ class MainScreen(ReportsWorkerErrors, Screen):
         self.flt = Filter()
         self.genealogy.best_node = None
         self.detail.best_node = None
-        self.genealogy.show(View(name, branch, self.flt))
+        if opening is not None and opening.roots is not None and opening.roots.rows:
+            self.detail.prime(opening.roots.rows[0], opening.detail, opening.events)
+        self.genealogy.show(View(name, branch, self.flt), opening=opening)
         self.draw_status()
         # after the first screen is up: these read the whole lineage
         self.extras_pending = True  # lets tests (and anyone) know the lineage-wide facts are coming

@@ -68,6 +68,7 @@ class NodeDetailPane(ReportsWorkerErrors, Vertical):
         self.best_node: str | None = None
         self._loaded: dict[str, Any] = {}
         self._force = False
+        self._primed: tuple[NodeRow, NodeDetail | None, list | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("select a node", style="dim"), id="node-header")
@@ -99,6 +100,10 @@ class NodeDetailPane(ReportsWorkerErrors, Vertical):
 
     # -- which node -------------------------------------------------------------------------
 
+    def prime(self, row: NodeRow, detail: NodeDetail | None, events: list | None) -> None:
+        """The first screen's node, already read: shown as soon as the cursor lands on it."""
+        self._primed = (row, detail, events)
+
     def show_row(self, row: NodeRow | None) -> None:
         """Show a node's header now; its tabs load when ``load`` is called."""
         same = row is not None and self.row is not None and (row.lineage, row.node) == (self.row.lineage, self.row.node)
@@ -107,6 +112,12 @@ class NodeDetailPane(ReportsWorkerErrors, Vertical):
             self.detail = None
             self._loaded.clear()
             self._force = False
+        primed, self._primed = self._primed, None
+        if row is not None and primed is not None and (primed[0].lineage, primed[0].node) == (row.lineage, row.node):
+            self.detail = primed[1]
+            if primed[2] is not None and self.active_tab == "events":
+                self._loaded["events"] = primed[2]
+                self._draw_events(primed[2])
         self._draw_header()
 
     def refresh_node(self) -> None:
