@@ -31,7 +31,7 @@ from lineage.objects import sha256_file
 from lineage.store import ARROW_SCHEMA, DEFAULT_SEAL_THRESHOLD
 from lineage.verify import verify
 from schemas import Draft, Prepared, canonical_body, chain_hash, prepare
-from schemas.envelope import GENESIS_HASH, now_us
+from schemas.chain import GENESIS_HASH, now_us
 
 
 def vocabulary(size: int = 5000, seed: int = 0) -> tuple[list[str], list[float]]:

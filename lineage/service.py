@@ -40,7 +40,6 @@ from lineage.query import run_query
 from lineage.segments import HEAD_SEQ_SQL
 from lineage.store import SharedReader, Store
 from lineage.summary import summarize
-from schemas.payloads import STAGE
 
 LEVELS = involvement_mod.LEVELS
 STAGES = involvement_mod.STAGES
@@ -843,6 +842,8 @@ class LineageService:
             rows = involvement_mod.nodes(self.store, lineage=lineage, node_id=node)
         if not rows:
             return None
+        from schemas.payloads import STAGE  # pydantic models: not loaded for the first screen
+
         row = rows[0]
         counts: dict[str, dict[str, int]] = {s: {"human": 0, "ai": 0, "system": 0} for s in STAGES}
         for e in self.node_events(lineage, node):

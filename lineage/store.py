@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -31,8 +32,10 @@ from lineage.db import first_row
 from lineage.errors import StoreLocked, StoreNotFound
 from lineage.migrations import migrate
 from lineage.objects import ObjectStore
-from schemas import GENESIS_HASH, Draft, Prepared, canonical_body, chain_hash, prepare
-from schemas.envelope import now_us
+from schemas.chain import GENESIS_HASH, canonical_body, chain_hash, now_us
+
+if TYPE_CHECKING:
+    from schemas import Draft, Prepared
 
 STORE_ENV = "LINEAGE_STORE"
 DEFAULT_STORE = ".lineage"
@@ -254,6 +257,8 @@ class Store:
 
     def append(self, drafts: Draft | Sequence[Draft]) -> list[Stored]:
         """Validate and durably append events; all or nothing."""
+        from schemas import Draft, prepare  # validation (pydantic) loads only for writers
+
         if isinstance(drafts, Draft):
             drafts = [drafts]
         prepared = [prepare(d) for d in drafts]

@@ -17,7 +17,7 @@ from lineage.db import first_row
 from lineage.objects import sha256_file
 from lineage.segments import HOT_EVENTS, _quote
 from lineage.store import Store
-from schemas.envelope import GENESIS_HASH, NULL, SEP
+from schemas.chain import GENESIS_HASH, NULL, SEP
 
 _BODY = " || chr(31) || ".join([
     "seq::VARCHAR", "event_id", "lineage", "branch", f"coalesce(node, chr({ord(NULL)}))", "kind",

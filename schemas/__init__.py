@@ -1,31 +1,35 @@
-"""Typed event and payload models. No I/O: everything above builds on these."""
+"""Typed event and payload models. No I/O: everything above builds on these.
 
-from schemas.actor import ActorKind, parse_actor
-from schemas.envelope import (
-    COLUMNS,
-    DEFAULT_BRANCH,
-    GENESIS_HASH,
-    Draft,
-    Prepared,
-    canonical_body,
-    chain_hash,
-    prepare,
-    validate_payload,
-)
-from schemas.errors import SchemaError
-from schemas.payloads import KINDS, MODELS, STAGE, VERSION
+Names load on first use (PEP 562): the payload models need pydantic, which a reader of
+a store (the terminal UI, ``lineage sql``) never does, and which costs ~0.1 s to import.
+"""
 
-__all__ = [
-    "ActorKind", "COLUMNS", "DEFAULT_BRANCH", "Draft", "EventEnvelope", "GENESIS_HASH", "KINDS",
-    "MODELS", "Prepared", "STAGE", "SchemaError", "VERSION", "canonical_body", "chain_hash",
-    "parse_actor", "prepare", "validate_payload",
-]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "ActorKind": "schemas.actor", "parse_actor": "schemas.actor",
+    "COLUMNS": "schemas.envelope", "DEFAULT_BRANCH": "schemas.envelope", "Draft": "schemas.envelope",
+    "Prepared": "schemas.envelope", "prepare": "schemas.envelope", "validate_payload": "schemas.envelope",
+    "GENESIS_HASH": "schemas.chain", "canonical_body": "schemas.chain", "chain_hash": "schemas.chain",
+    "SchemaError": "schemas.errors",
+    "KINDS": "schemas.payloads", "MODELS": "schemas.payloads", "STAGE": "schemas.payloads",
+    "VERSION": "schemas.payloads",
+    "EventEnvelope": "schemas.event",  # pulls in SQLModel (~0.3 s)
+}
+
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    # EventEnvelope pulls in SQLModel (~0.3 s); load it only when someone asks for it.
-    if name == "EventEnvelope":
-        from schemas.event import EventEnvelope
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'schemas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return EventEnvelope
-    raise AttributeError(f"module 'schemas' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -13,9 +13,7 @@ contain control characters and payload JSON escapes them, so the join is unambig
 
 from __future__ import annotations
 
-import hashlib
 import math
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,13 +24,11 @@ import uuid_utils
 from pydantic import ValidationError
 
 from schemas.actor import ActorKind, check_name, parse_actor
+from schemas.chain import now_us
 from schemas.errors import SchemaError, from_pydantic
 from schemas.payloads import MODELS, VERSION
 from schemas.upcast import upcast
 
-GENESIS_HASH = "0" * 64
-SEP = "\x1f"
-NULL = "\x1e"  # stands for SQL NULL in the canonical body; names cannot contain it
 MAX_PAYLOAD_BYTES = 1 << 20  # inline payload limit; large content belongs in the object store
 DEFAULT_BRANCH = "main"
 
@@ -94,10 +90,6 @@ class Prepared:
 
 def new_event_id() -> str:
     return str(uuid_utils.uuid7())
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 _MIN_EPOCH_S = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -221,20 +213,3 @@ def prepare(draft: Draft) -> Prepared:
         schema_version=version,
         caused_by=_normalize_uuid(draft.caused_by, "caused_by") if draft.caused_by else None,
     )
-
-
-def canonical_body(
-    seq: int, event_id: str, lineage: str, branch: str, node: str | None, kind: str,
-    actor_kind: str, actor: str, actor_node: str | None, occurred_us: int, recorded_us: int,
-    payload_json: str, schema_version: int, caused_by: str | None,
-) -> str:
-    """The bytes the hash covers (as UTF-8). Mirrored in SQL by ``lineage.verify``."""
-    return SEP.join((
-        str(seq), event_id, lineage, branch, NULL if node is None else node, kind,
-        actor_kind, actor, NULL if actor_node is None else actor_node, str(occurred_us),
-        str(recorded_us), payload_json, str(schema_version), NULL if caused_by is None else caused_by,
-    ))
-
-
-def chain_hash(prev_hash: str, body: str) -> str:
-    return hashlib.sha256((prev_hash + SEP + body).encode()).hexdigest()

@@ -236,7 +236,6 @@ def test_the_ui_reader_lets_a_writer_in_another_process_in_at_once(small_store):
     process must not wait for it to linger out, and the next read sees what it wrote."""
     import subprocess
     import sys
-    import time
 
     svc = LineageService(small_store)
     svc._reader.linger = 30.0  # longer than the test: only a waiting writer can close it

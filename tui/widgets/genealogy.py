@@ -171,8 +171,8 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         owner = None if holder is self.root else (slot.row.node if slot.row else None)
         links = slot.row is not None and slot.row.links > 0
         page = self._prefetched.pop(owner, None) if offset == 0 else None
-        if page is not None:
-            self.post_message(self.PageLoaded(holder, page, slot.token, self._epoch, replace))
+        if page is not None:  # read with the first screen: shown in the same frame
+            self._apply_page(holder, page, slot.token, self._epoch, replace)
             return
         self._fetch(holder, owner, offset, slot.token, self._epoch, replace, self.view, links)
 
@@ -193,19 +193,20 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
     @on(PageLoaded)
     def _on_page(self, message: PageLoaded) -> None:
         message.stop()
-        holder = message.holder
-        if message.epoch != self._epoch or holder.data.token != message.token:
+        self._apply_page(message.holder, message.page, message.token, message.epoch, message.replace)
+
+    def _apply_page(self, holder: TreeNode[Slot], page: Page, token: int, epoch: int, replace: bool) -> None:
+        if epoch != self._epoch or holder.data.token != token:
             return  # a newer load of this node (or another lineage) superseded this one
         if holder is not self.root and holder.tree is not self:
             return
-        if message.replace:
+        if replace:
             self._forget_children(holder)
             holder.remove_children()
         else:  # drop the "load more" line that asked for this page
             for child in list(holder.children):
                 if child.data.kind == "more":
                     child.remove()
-        page = message.page
         flat = not self.view.flt.empty and holder is self.root
         self._add_rows(holder, page.rows, chain=page.chain, flat=flat)
         if page.offset == 0:
