@@ -35,7 +35,7 @@ _VIEW_COLUMNS = (
     "recorded_at, payload::JSON AS payload, schema_version, caused_by, prev_hash, hash"
 )
 
-# The hot log stores each event's canonical body (schemas.envelope.canonical_body); this
+# The hot log stores each event's canonical body (schemas.chain.canonical_body); this
 # splits it back into the envelope columns. chr(30) marks NULL, chr(31) separates fields;
 # neither can occur inside a field, so the split is exact.
 HOT_EVENTS = """

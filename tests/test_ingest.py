@@ -24,7 +24,8 @@ from lineage.ingest import Ingester, chain, hot_rows, ingest, iter_quarantine, p
 from lineage.store import Store
 from lineage.verify import verify
 from schemas import Draft, SchemaError, prepare
-from schemas.envelope import GENESIS_HASH, canonical_body, chain_hash, validate_payload
+from schemas.chain import GENESIS_HASH, canonical_body, chain_hash
+from schemas.envelope import validate_payload
 from schemas.payloads import MODELS
 
 CORPUS = Path(__file__).parent / "corpus" / "mixed.jsonl"
