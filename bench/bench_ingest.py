@@ -2,6 +2,7 @@
 
     python bench/bench_ingest.py                 # 1,000,000 events
     python bench/bench_ingest.py --events 200000 --workers 2
+    python bench/bench_ingest.py --dir /tmp/bi --repeat 3   # files kept and reused; median of 3
 
 Generates N events (~200-byte payloads, a mix of kinds) as one JSONL file and one Parquet
 file with the envelope columns, then measures, each in a fresh process and a fresh store:
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,10 @@ def child(what: str, src: str, target: str, workers: int | None) -> None:
 
 
 def measure(what: str, src: Path, target: Path, workers: int | None) -> dict:
+    # a fresh store (or database file) every time: a rerun must not find the last one's events
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.unlink(missing_ok=True)
     args = [sys.executable, __file__, "--child", what, str(src), str(target)]
     if workers is not None:
         args += ["--workers", str(workers)]
@@ -113,7 +119,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=None, help="validation worker processes (default: ingest's)")
-    ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--dir", default=None, help="work directory (default: a temporary one); its files are "
+                                                 "reused by a later run with as many --events")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each this many times, taking turns; "
+                                                          "report the median (and the range)")
     ap.add_argument("--verify", action="store_true", help="also verify the hash chain of both stores")
     ap.add_argument("--child", nargs=3, metavar=("WHAT", "SRC", "TARGET"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -123,21 +132,34 @@ def main() -> None:
 
     work = Path(a.dir or tempfile.mkdtemp(prefix="lineage-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    jsonl, parquet = work / "events.jsonl", work / "events.parquet"
+    jsonl, parquet, made = work / "events.jsonl", work / "events.parquet", work / "generated.json"
     t0 = time.perf_counter()
-    generate(a.events, jsonl, parquet)
+    if made.exists() and json.loads(made.read_text()) == {"events": a.events} and jsonl.exists() and parquet.exists():
+        how = "generated before"
+    else:
+        made.unlink(missing_ok=True)
+        generate(a.events, jsonl, parquet)
+        made.write_text(json.dumps({"events": a.events}))
+        how = f"generated in {time.perf_counter() - t0:.1f}s"
     print(f"{a.events:,} events: {jsonl.stat().st_size / 1e6:.0f} MB JSONL, {parquet.stat().st_size / 1e6:.0f} MB Parquet "
-          f"(generated in {time.perf_counter() - t0:.1f}s) in {work}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"({how}) in {work}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'':34}{'events/s':>12}{'seconds':>10}{'peak RSS':>11}{'workers RSS':>13}{'CPU s':>8}")
-    results = {}
-    for what, src, label in (("jsonl", jsonl, "lineage ingest, JSONL"), ("parquet", parquet, "lineage ingest, Parquet"),
-                             ("bare", parquet, "bare DuckDB insert from Arrow")):
-        target = work / f"store-{what}" if what != "bare" else work / "bare.duckdb"
-        r = results[what] = measure(what, src, target, a.workers)
-        assert r["events"] == a.events, r
+    runs: dict[str, list[dict]] = {}
+    cases = (("jsonl", jsonl, "lineage ingest, JSONL"), ("parquet", parquet, "lineage ingest, Parquet"),
+             ("bare", parquet, "bare DuckDB insert from Arrow"))
+    for _ in range(a.repeat):
+        for what, src, _label in cases:
+            target = work / f"store-{what}" if what != "bare" else work / "bare.duckdb"
+            r = measure(what, src, target, a.workers)
+            assert r["events"] == a.events, r
+            runs.setdefault(what, []).append(r)
+    for what, _src, label in cases:
+        rates = sorted(r["events"] / r["seconds"] for r in runs[what])
+        r = sorted(runs[what], key=lambda r: r["events"] / r["seconds"])[len(rates) // 2]
+        spread = f"  ({rates[0]:,.0f} to {rates[-1]:,.0f})" if len(rates) > 1 else ""
         worker = f"{r['worker_rss_mb']:>10.0f} MB" if r["worker_rss_mb"] > 1 else f"{'-':>13}"
         print(f"{label:34}{r['events'] / r['seconds']:>12,.0f}{r['seconds']:>10.2f}{r['rss_mb']:>8.0f} MB{worker}"
-              f"{r['cpu_s'] + r['worker_cpu_s']:>8.1f}")
+              f"{r['cpu_s'] + r['worker_cpu_s']:>8.1f}{spread}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if a.verify:
         from lineage.store import Store

@@ -44,7 +44,7 @@ _CACHE_MAX = 200_000
 
 # -- payloads ---------------------------------------------------------------------------
 
-def _field_code(name: str, info: FieldInfo, ns: dict) -> list[str]:
+def _field_code(name: str, info: FieldInfo, ns: dict, owned: bool) -> list[str]:
     """Statements checking field ``name`` of payload ``p`` (value in ``v``) into ``out``."""
     key = repr(name)
     ann = info.annotation
@@ -101,11 +101,11 @@ def _field_code(name: str, info: FieldInfo, ns: dict) -> list[str]:
     elif ann == dict[str, str]:
         bad = "type(v) is not dict or any(type(x) is not str for x in v.values())"
     elif _is_model(ann):
-        ns[f"N{i}"] = _compile(ann, nested=True)
+        ns[f"N{i}"] = _compile(ann, nested=True, owned=owned)
         bad = f"type(v) is not dict or (r := N{i}(v)) is None"
         convert = f"out[{key}] = r"
     elif typing.get_origin(ann) is list and _is_model(arg := typing.get_args(ann)[0]):
-        ns[f"N{i}"] = _compile(arg, nested=True)
+        ns[f"N{i}"] = _compile(arg, nested=True, owned=owned)
         bad = f"type(v) is not list or None in (r := [N{i}(x) if type(x) is dict else None for x in v])"
         convert = f"out[{key}] = r"
     else:
@@ -132,13 +132,18 @@ def _is_model(ann: object) -> bool:
     return isinstance(ann, type) and issubclass(ann, BaseModel)
 
 
-def compile_payload(model) -> Callable[[dict], dict | None]:
+def compile_payload(model, *, owned: bool = False) -> Callable[[dict], dict | None]:
     """A function returning ``model.model_validate(p).model_dump(mode="json", exclude_none=True)``
-    for the payloads it understands, and None for everything else."""
-    return _compile(model, nested=False)
+    for the payloads it understands, and None for everything else.
+
+    ``owned``: the function may complete ``p`` in place and return it (defaults filled in,
+    integers made floats) rather than a copy, even when it then returns None; for callers
+    that made ``p`` themselves and use it for nothing else (saves ~30% of a check).
+    """
+    return _compile(model, nested=False, owned=owned)
 
 
-def _compile(model, *, nested: bool) -> Callable[[dict], dict | None]:
+def _compile(model, *, nested: bool, owned: bool) -> Callable[[dict], dict | None]:
     # Every check accepts only exact JSON types (no "5" for 5, no 1 for True), on which strict
     # and lax validation agree: so a nested model in lax mode (pydantic does not pass
     # `strict` down) is handled the same way; what lax mode would coerce takes the slow path.
@@ -152,16 +157,17 @@ def _compile(model, *, nested: bool) -> Callable[[dict], dict | None]:
         "        return None",
         "    g = p.get",
         # exclude_none drops None-valued extras and optional fields alike
-        "    out = dict(p) if None not in p.values() else {k: v for k, v in p.items() if v is not None}",
+        f"    out = {'p' if owned else 'dict(p)'} if None not in p.values() else {{k: v for k, v in p.items() if v is not None}}",
     ]
     for name, info in model.model_fields.items():
-        body += ["    " + line for line in _field_code(name, info, ns)]
+        body += ["    " + line for line in _field_code(name, info, ns, owned)]
     body.append("    return out")
     exec("\n".join(body), ns)  # noqa: S102 - code generated from the model's own declarations
     return ns["check"]
 
 
 PAYLOAD_CHECKS: dict[str, Callable[[dict], dict | None]] = {k: compile_payload(m) for k, m in MODELS.items()}
+OWNED_CHECKS: dict[str, Callable[[dict], dict | None]] = {k: compile_payload(m, owned=True) for k, m in MODELS.items()}
 
 
 def payload_json(kind: object, payload: object, version: object) -> str | None:
@@ -180,13 +186,14 @@ def payload_texts(kinds: list, payloads: list) -> list[str | None]:
     """``payload_json`` of many payloads at once: the canonical JSON of each ``(kind,
     payload)``, or None where the slow path must decide (a kind of None included).
 
-    The caller has checked ``schema_version`` (None or the current version of the kind).
-    One comprehension over all rows: per row, the check and ``orjson.dumps`` without a
-    function call of its own. (The JSON is kept as ``str``, not as the bytes ``dumps``
-    returns: each of those sits in a fresh page of its own, and keeping thousands of them
-    costs a page fault apiece, several times the cost of the decode.)
+    The payloads are the caller's own, for nothing else: their checks work in place
+    (``OWNED_CHECKS``), so no two may be the same dict. The caller has checked
+    ``schema_version`` (None or the current version of the kind). One comprehension for
+    all: per payload, the check and ``orjson.dumps`` without a function call of their own.
+    (The JSON is kept as ``str``, not as the bytes ``dumps`` returns: each of those takes a
+    fresh page, and keeping thousands of them costs a page fault apiece, more than the decode.)
     """
-    check_of, dumps, sort = PAYLOAD_CHECKS.get, orjson.dumps, orjson.OPT_SORT_KEYS
+    check_of, dumps, sort = OWNED_CHECKS.get, orjson.dumps, orjson.OPT_SORT_KEYS
     texts = [None if (check := check_of(kind)) is None or (data := check(payload)) is None
              else dumps(data, option=sort).decode() for kind, payload in zip(kinds, payloads, strict=True)]
     if max(map(len, filter(None, texts)), default=0) > MAX_PAYLOAD_BYTES:
@@ -288,7 +295,7 @@ def timestamp_us(value: str) -> int | None:
 def body_parts(event_id: str, lineage: str, branch: str, node: str | None, kind: str, actor_kind: str,
                actor: str, actor_node: str | None, occurred_us: int, payload: str, version: int,
                caused_by: str | None) -> tuple[str, str]:
-    """The canonical body (``schemas.envelope.canonical_body``) around the two fields only
+    """The canonical body (``schemas.chain.canonical_body``) around the two fields only
     the store knows: body = seq SEP head SEP recorded_at SEP tail."""
     head = SEP.join((event_id, lineage, branch, NULL if node is None else node, kind, actor_kind, actor,
                      NULL if actor_node is None else actor_node, str(occurred_us)))
@@ -296,5 +303,5 @@ def body_parts(event_id: str, lineage: str, branch: str, node: str | None, kind:
     return head, tail
 
 
-__all__ = ["EnvelopeChecker", "PAYLOAD_CHECKS", "body_parts", "compile_payload", "payload_json", "payload_texts",
-           "timestamp_us"]
+__all__ = ["OWNED_CHECKS", "PAYLOAD_CHECKS", "EnvelopeChecker", "body_parts", "compile_payload", "payload_json",
+           "payload_texts", "timestamp_us"]

@@ -7,12 +7,19 @@ validates every event exactly as ``schemas.prepare`` does (through the fast path
 ``lineage.fastprepare`` where it applies), chains the accepted events onto the log and
 commits them together with how far each file has been read.
 
+How it is fast. Validation works on columns: the envelope fields of a whole chunk are
+checked at once, each distinct name once; payloads are parsed, checked and serialized
+in one comprehension a slice at a time; only the rows that fail go one by one through
+``prepare`` itself, which decides them. Validation of a large input runs in worker
+processes (``workers``) when a CPU would otherwise idle, while this process hashes the
+chain and writes.
+
 Where events land. A small commit (a few lines a producer just wrote) goes to the hot
 log in DuckDB, like any append. A bulk commit (``segment_events`` or more) is written
 straight to a sealed Parquet segment and registered in the same transaction, which is
 where a seal would have moved it anyway: a DuckDB insert plus a later seal cost ~15 µs an
-event, a segment ~1 µs. Validation of large files runs in worker processes
-(``workers``), while this process hashes the chain and writes.
+event, a segment ~1 µs. The segment of a bulk input is written by a thread while its
+events are still being chained.
 
 What makes it safe to run again, or to crash at any moment:
 
@@ -55,6 +62,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
@@ -70,7 +78,7 @@ from lineage.db import first_row
 from lineage.fastprepare import EnvelopeChecker, payload_texts, timestamp_us
 from lineage.objects import sha256_file
 from lineage.segments import ROW_GROUP, _quote, events_view_sql, registered_files, segment_name
-from lineage.store import ARROW_SCHEMA, HOT_SCHEMA, Store, Writer
+from lineage.store import ARROW_SCHEMA, HOT_SCHEMA, YIELD_AFTER, Store, Writer, _waiters
 from schemas import Draft, prepare
 from schemas.chain import NULL, SEP, now_us
 from schemas.envelope import DEFAULT_BRANCH, from_us
@@ -95,13 +103,21 @@ REQUIRED_COLUMNS = ("lineage", "kind", "actor")
 ID_NAMESPACE = uuid.UUID("6c1f0e3a-5b7d-4e21-9a3c-1f7d2b8e4c60")
 
 CHUNK_BYTES = 8 << 20  # JSONL read and validated per task
-PARQUET_BATCH_ROWS = 32_768
+PARQUET_BATCH_ROWS = 65_536
 COMMIT_EVENTS = 200_000  # a transaction closes after this many events ...
 COMMIT_SECONDS = 1.0  # ... or this long, so readers see a long ingest progress
 SEGMENT_EVENTS = 50_000  # commits this large go straight to a sealed segment, and so do
 BULK_BYTES = 16 << 20  # all commits of a JSONL input this large
-PARALLEL_BYTES = 24 << 20  # JSONL inputs this large are validated in worker processes ...
-PARALLEL_ROWS = 100_000  # ... and Parquet inputs with this many rows
+# Inputs this large are validated in worker processes (when a CPU idles): a worker costs
+# ~0.5 s of CPU to start, which a shorter ingest does not win back (measured on 2 CPUs:
+# with workers, 200,000 events take ~20% longer, 500,000 take 5% (Parquet) to 20% (JSONL) less).
+PARALLEL_BYTES = 128 << 20  # JSONL, ~300,000 lines ...
+PARALLEL_ROWS = 400_000  # ... and Parquet rows
+# Validation workers that keep this process busy chaining and writing (measured on 2 CPUs):
+# validating a JSONL line costs about twice what chaining and writing its event does, a
+# Parquet row about as much. With more, this process is what they all wait for.
+WORKERS = {"jsonl": 2, "parquet": 1}
+SAMPLE_SECONDS = 0.1  # how long a large input is ingested alone before deciding on workers
 FINGERPRINT_BYTES = 4096
 MAX_PROBLEMS = 20  # bad lines a report lists (all of them are in quarantine)
 # zstd level of segments written by ingest: level 9 (seal) is 8x slower here for ~no gain,
@@ -283,7 +299,7 @@ def _envelope(obj: object, trusted: bool, ck: EnvelopeChecker, now: int, source:
     if trusted:
         done = ck.prepare(now, eid, g("lineage"), branch, g("node"), g("kind"), g("actor"), g("actor_node"),
                           g("occurred_at"), None, caused_by, g("schema_version"), payload)
-        if done is not None:
+        if done is not None and _MIN_US <= done[8] <= _MAX_US:  # (out of range: _slow says why)
             return done
     return _slow(eid, g("lineage"), branch, g("node"), g("kind"), g("actor"), g("actor_node"),
                  g("occurred_at"), caused_by, g("schema_version"), payload)
@@ -310,34 +326,23 @@ def _no_gc() -> Iterator[None]:
 
 
 def parse_jsonl(data: bytes, start: int, source: str, ck: EnvelopeChecker | None = None) -> Parsed:
-    """Validate the lines of ``data``: complete lines read from byte ``start`` of ``source``."""
+    """Validate the lines of ``data``: complete lines read from byte ``start`` of ``source``.
+
+    Lines are parsed a slice at a time into columns (``_line_columns``), whose envelope
+    fields are then checked column by column, as those of a Parquet file are
+    (``_vector_checks``): per line, that costs little more than parsing it and serializing
+    its payload. A line that is not a plain envelope (not JSON orjson can be trusted with,
+    an unknown field, a number where a name belongs, ...) or that fails a check there is
+    judged on its own, by ``_judge_line``.
+    """
     ck = ck or EnvelopeChecker()
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
-    now = now_us()
-    parts, bad = [], []
-    where = start
-    for first in range(0, len(lines), SLICE_ROWS):
-        part = lines[first:first + SLICE_ROWS]
-        events, part_bad = _parse_lines(part, first, where, source, ck, now)
-        parts.append(events)
-        bad += part_bad
-        where += sum(map(len, part)) + len(part)
-    return Parsed(_concat(parts), bad, len(lines))
-
-
-def _parse_lines(lines: list[bytes], first: int, start: int, source: str, ck: EnvelopeChecker,
-                 now: int) -> tuple[pa.RecordBatch, list[Bad]]:
-    """Validate lines ``first``… of a chunk (the first of them at byte ``start`` of the file).
-
-    The lines are parsed all at once and their envelopes checked column by column, as the
-    columns of a Parquet file are (``_vector_checks``, ``payload_texts``): per line, little
-    more than parsing it and serializing its payload. A line that is not a plain envelope
-    (not JSON orjson can be trusted with, an unknown field, a number where a name belongs, ...)
-    or that fails a check there is judged on its own, by ``_judge_line``.
-    """
     n = len(lines)
+    if n == 0:
+        return Parsed(_to_batch([]), [], 0)
+    now = now_us()
     offsets: list[int] = []
 
     def where(i: int) -> int:  # byte offset of line i in the file
@@ -346,65 +351,78 @@ def _parse_lines(lines: list[bytes], first: int, start: int, source: str, ck: En
         return offsets[i]
 
     with _no_gc():
-        objs = _load_all(lines)
-        # The rows of the column-wise checks are plain envelopes; any other row is {} there.
-        if set(map(type, objs)) == {dict} and set().union(*objs) <= ACCEPTED_FIELDS:
-            plain = None  # all of them
-        else:
-            plain = [type(o) is dict and o.keys() <= ACCEPTED_FIELDS for o in objs]
-            objs = [o if p else _NO_FIELDS for o, p in zip(objs, plain, strict=True)]
-        odd: set[int] = set()  # rows with a value the column-wise checks do not take
-        columns = {name: _text_column(list(map(dict.get, objs, repeat(name))), odd) for name in _TEXT_FIELDS}
-        ids = columns["event_id"]
-        if ids.null_count or pc.any(pc.equal(ids, _EMPTY_TEXT)).as_py():
-            # an event written without an id gets its derived id, as on the slow path
-            ids = ids.to_pylist()
-            for i, eid in enumerate(ids):
-                if not eid and i not in odd and (plain is None or plain[i]):
-                    ids[i] = derived_event_id(source, where(i), lines[i])
-            columns["event_id"] = pa.array(ids, pa.string())
-        versions = list(map(dict.get, objs, repeat("schema_version")))
-        if versions.count(None) != n:
-            for i, v in enumerate(versions):
-                if v is not None and (type(v) is not int or v not in _VERSIONS):
-                    odd.add(i)  # an upcast, or an error: prepare() decides
-                    versions[i] = None
-        columns["schema_version"] = pa.array(versions, pa.int64())
-        ok, cols = _vector_checks(pa.RecordBatch.from_pydict(columns), ck)
-        # occurred_at: null where it is a number (seconds, as to_us reads them) or not a time
-        occurred = pa.array([now if t is None else timestamp_us(t) if type(t) is str else None
-                             for t in map(dict.get, objs, repeat("occurred_at"))], pa.int64())
-        ok = pc.and_(ok, pc.fill_null(_in_range(occurred), _FALSE))
-        if plain is not None:
-            ok = pc.and_(ok, pa.array(plain))
-        if odd:
-            ok = pc.and_(ok, pa.array([i not in odd for i in range(n)]))
-        cols["occurred_at"] = occurred.cast(_TS)
-        kinds = pc.if_else(ok, cols["kind"], _NULL_TEXT).to_pylist()
-        # (a missing payload is {}, as in Draft; payload_texts never changes the dicts it reads)
-        texts = payload_texts(kinds, list(map(dict.get, objs, repeat("payload"), repeat(_NO_FIELDS))))
-        _drop_rounded(texts, lines)
-        cols["payload"] = pa.array(texts, pa.string())
-        slow_rows, slow_index, bad = [], [], []
-        for i in [i for i, t in enumerate(texts) if t is None]:
-            raw = lines[i]
-            if raw[:1] != b"{" and (not raw or raw.isspace()):
-                continue  # a blank line
-            try:
-                slow_rows.append(_judge_line(raw, ck, now, source, where(i)))
-                slow_index.append(i)
-            except _Reject as exc:
-                bad.append(Bad(first + i, where(i), exc.reason, exc.field, raw))
-        return _merge(cols, slow_rows, slow_index), bad
+        parts = [_line_columns(lines[i:i + SLICE_ROWS], now) for i in range(0, n, SLICE_ROWS)]
+    columns = {name: pa.concat_arrays([p[name] for p in parts]) for name in parts[0]}
+    taken = columns.pop("taken")
+    ids = columns["event_id"]
+    if ids.null_count or pc.any(pc.equal(ids, _EMPTY_TEXT)).as_py():
+        # an event written without an id gets its derived id, as on the slow path
+        ids = ids.to_pylist()
+        for i in pc.indices_nonzero(taken).to_pylist():
+            if not ids[i]:
+                ids[i] = derived_event_id(source, where(i), lines[i])
+        columns["event_id"] = pa.array(ids, pa.string())
+    occurred, payload = columns.pop("occurred_at"), columns.pop("payload")
+    ok, cols = _vector_checks(pa.RecordBatch.from_pydict(columns), ck)
+    ok = pc.and_(pc.and_(ok, taken), pc.and_(pc.is_valid(payload), pc.fill_null(_in_range(occurred), _FALSE)))
+    cols["occurred_at"], cols["payload"] = occurred.cast(_TS), payload
+    slow_rows, slow_index, bad = [], [], []
+    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+        raw = lines[i]
+        if raw[:1] != b"{" and (not raw or raw.isspace()):
+            continue  # a blank line
+        try:
+            slow_rows.append(_judge_line(raw, ck, now, source, where(i)))
+            slow_index.append(i)
+        except _Reject as exc:
+            bad.append(Bad(i, where(i), exc.reason, exc.field, raw))
+    return Parsed(_merge(cols, ok, slow_rows, slow_index), bad, n)
 
 
-# Rows are validated a slice at a time. The Python objects of a slice (parsed lines and
-# payloads) fit in memory the allocator already holds; those of a whole chunk at once make
-# it map fresh pages, and a page fault (~2 µs in a VM) costs more than a line's checks.
-SLICE_ROWS = 4096
+def _line_columns(lines: list[bytes], now: int) -> dict[str, pa.Array]:
+    """The envelope columns of ``lines``, parsed: texts (null where absent), ``schema_version``,
+    ``occurred_at`` in µs (null where not a time string), ``payload`` as canonical JSON (null
+    where the slow path must decide), and ``taken``: whether the column-wise checks may
+    judge the line (a plain envelope, with a value of the expected type in every field)."""
+    n = len(lines)
+    objs = _load_all(lines)
+    if set(map(type, objs)) == {dict} and set().union(*objs) <= ACCEPTED_FIELDS:
+        taken = [True] * n
+    else:
+        taken = [type(o) is dict and o.keys() <= ACCEPTED_FIELDS for o in objs]
+        objs = [o if t else _NO_FIELDS for o, t in zip(objs, taken, strict=True)]
+    columns = {name: _text_column(list(map(dict.get, objs, repeat(name))), taken) for name in _TEXT_FIELDS}
+    versions = list(map(dict.get, objs, repeat("schema_version")))
+    if versions.count(None) != n:
+        for i, v in enumerate(versions):
+            if v is not None and (type(v) is not int or v not in _VERSIONS):
+                taken[i] = False  # an upcast, or an error: prepare() decides
+                versions[i] = None
+    columns["schema_version"] = pa.array(versions, pa.int64())
+    # a number is seconds, as to_us reads them: prepare() decides
+    columns["occurred_at"] = pa.array([now if t is None else timestamp_us(t) if type(t) is str else None
+                                       for t in map(dict.get, objs, repeat("occurred_at"))], pa.int64())
+    # The payload checks pick the kind's check by the name alone; _vector_checks then says
+    # whether the envelope holds. A missing payload is {}, as in Draft: one of its own, as
+    # the checks complete payloads in place.
+    kinds = [k if type(k) is str and t else None for k, t in zip(map(dict.get, objs, repeat("kind")), taken, strict=True)]
+    payloads = [{} if p is _NO_FIELDS else p for p in map(dict.get, objs, repeat("payload"), repeat(_NO_FIELDS))]
+    texts = payload_texts(kinds, payloads)
+    _drop_rounded(texts, lines)
+    columns["payload"] = pa.array(texts, pa.string())
+    columns["taken"] = pa.array(taken, pa.bool_())
+    return columns
+
+
+# Rows are parsed a slice at a time. The Python objects of a slice (parsed lines and
+# payloads, ~1.5 MB) stay in the CPU's caches, and in memory the allocator already holds;
+# those of a whole 8 MB chunk make it map fresh pages, and a page fault (~3 µs in a VM)
+# costs more than a line's checks. (Measured: 1,024 lines a slice take ~15% less time
+# than 4,096, and half the time of whole chunks.)
+SLICE_ROWS = 1024
 _TEXT_FIELDS = ("event_id", "lineage", "branch", "node", "kind", "actor", "actor_node", "caused_by")
 _VERSIONS = frozenset(VERSION.values())
-_NO_FIELDS: dict = {}  # stands in for a missing payload, or a row the column-wise checks do not take; never changed
+_NO_FIELDS: dict = {}  # stands in for a missing field, or a line that is no plain envelope; never changed
 
 
 def _load_all(texts: list[bytes | None]) -> list[object]:
@@ -423,15 +441,15 @@ def _loads_or_none(text: bytes) -> object:
         return None
 
 
-def _text_column(values: list, odd: set[int]) -> pa.Array:
-    """A string column of ``values``; a row holding anything but text or None goes to ``odd``
+def _text_column(values: list, taken: list[bool]) -> pa.Array:
+    """A string column of ``values``; a row holding anything but text or None is not taken
     (Python's truthiness decides the defaults there: prepare() judges such a row)."""
     try:
         return pa.array(values, pa.string())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         for i, v in enumerate(values):
             if v is not None and type(v) is not str:
-                odd.add(i)
+                taken[i] = False
                 values[i] = None
         return pa.array(values, pa.string())
 
@@ -446,23 +464,16 @@ def _judge_line(raw: bytes, ck: EnvelopeChecker, now: int, source: str, where: i
     return _envelope(obj, trusted, ck, now, source, where, raw)
 
 
-def _merge(cols: dict[str, pa.Array], slow_rows: list[tuple], slow_index: list[int]) -> pa.RecordBatch:
-    """The events of a slice in input order: the rows that passed the column-wise checks
-    (those with a payload in ``cols``), and the rows prepare() decided, at ``slow_index``."""
+def _merge(cols: dict[str, pa.Array], ok: pa.Array, slow_rows: list[tuple], slow_index: list[int]) -> pa.RecordBatch:
+    """The events of a chunk in input order: the rows the column-wise checks passed (``ok``),
+    and those prepare() decided, at ``slow_index``."""
     events = pa.RecordBatch.from_arrays([cols[f.name] for f in PARSED_SCHEMA], schema=PARSED_SCHEMA)
-    fast = pc.is_valid(cols["payload"])
-    if events.num_rows and not pc.all(fast).as_py():
-        events = events.filter(fast)
+    if ok.false_count:
+        events = events.filter(ok)
     if not slow_rows:
         return events
-    order = pc.sort_indices(pa.concat_arrays([pc.indices_nonzero(fast), pa.array(slow_index, pa.uint64())]))
+    order = pc.sort_indices(pa.concat_arrays([pc.indices_nonzero(ok), pa.array(slow_index, pa.uint64())]))
     return pa.concat_batches([events, _to_batch(slow_rows)]).take(order)
-
-
-def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(parts) == 1:
-        return parts[0]
-    return pa.concat_batches(parts) if parts else _to_batch([])
 
 
 # Arrow scalars for compute calls: a Python value there is converted anew on every call,
@@ -541,23 +552,12 @@ def _vector_checks(batch: pa.RecordBatch, ck: EnvelopeChecker) -> tuple[pa.Array
 def parse_parquet(batch: pa.RecordBatch, first_row: int, source: str, ck: EnvelopeChecker | None = None) -> Parsed:
     """Validate one record batch of a Parquet file whose columns are envelope fields.
 
-    Envelope columns are checked column-wise (each distinct name once), payloads all at once
-    (``payload_texts``); any row that fails either goes through ``prepare`` itself.
+    Envelope columns are checked column-wise (each distinct name once), payloads a slice at
+    a time (``payload_texts``); any row that fails either goes through ``prepare`` itself.
     """
     ck = ck or EnvelopeChecker()
-    now = now_us()
-    parts, bad = [], []
-    for first in range(0, batch.num_rows, SLICE_ROWS):
-        events, part_bad = _parse_rows(batch.slice(first, SLICE_ROWS), first, first_row + first, source, ck, now)
-        parts.append(events)
-        bad += part_bad
-    return Parsed(_concat(parts), bad, batch.num_rows)
-
-
-def _parse_rows(batch: pa.RecordBatch, first: int, first_row: int, source: str, ck: EnvelopeChecker,
-                now: int) -> tuple[pa.RecordBatch, list[Bad]]:
-    """Validate rows ``first``… of a record batch (row ``first_row`` of the file)."""
     n = batch.num_rows
+    now = now_us()
     names = set(batch.schema.names)
     # occurred_at: microseconds when it is a timestamp column (naive is UTC, as in to_us;
     # digits below a microsecond are cut); anything else is left to prepare's parsing.
@@ -567,7 +567,7 @@ def _parse_rows(batch: pa.RecordBatch, first: int, first_row: int, source: str, 
         occurred_us = c.cast(pa.timestamp(c.type.unit, tz="UTC")).cast(_TS, safe=False).cast(pa.int64())
     ok, cols = _vector_checks(batch, ck)
     if not cols:
-        return _parse_parquet_slowly(batch, first, first_row, source, now, occurred_us)
+        return _parse_parquet_slowly(batch, first_row, source, now, occurred_us)
     now_scalar = pa.scalar(now, pa.int64())
     occurred = pa.repeat(now_scalar, n)  # where no time is given
     if occurred_us is not None:
@@ -578,44 +578,52 @@ def _parse_rows(batch: pa.RecordBatch, first: int, first_row: int, source: str, 
         if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
             # parsed row by row; null where it is not a time, for prepare() to say why
             occurred = pa.array([now if t is None else timestamp_us(t) for t in c.to_pylist()], pa.int64())
-            ok = pc.and_(ok, pc.is_valid(occurred))
+            ok = pc.and_(ok, pc.fill_null(_in_range(occurred), _FALSE))
         else:
             ok = pc.and_(ok, pc.is_null(c))  # numbers mean what to_us says: prepare() decides
     cols["occurred_at"] = occurred.cast(_TS)
     ptype = batch.schema.field("payload").type if "payload" in names else None
-    payloads = [None] * n
-    if ptype is not None and (pa.types.is_string(ptype) or pa.types.is_large_string(ptype)
-                              or pa.types.is_binary(ptype) or pa.types.is_large_binary(ptype)):
-        payloads = batch.column("payload").cast(pa.binary()).to_pylist()
-    elif ptype is not None:  # a struct payload did not come through orjson: only prepare() may judge it
-        ok = pa.repeat(_FALSE, n)
-    kinds = pc.if_else(ok, cols["kind"], _NULL_TEXT).to_pylist()
+    if ptype is None:
+        payload = pa.nulls(n, pa.binary())
+    elif (pa.types.is_string(ptype) or pa.types.is_large_string(ptype) or pa.types.is_binary(ptype)
+          or pa.types.is_large_binary(ptype)):
+        payload = batch.column("payload").cast(pa.binary())
+    else:  # a struct payload did not come through orjson: only prepare() may judge it
+        payload, ok = pa.nulls(n, pa.binary()), pa.repeat(_FALSE, n)
+    kind = pc.if_else(ok, cols["kind"], _NULL_TEXT)
     with _no_gc():
-        # (a null payload is {}, as in Draft; payload_texts never changes the dicts it reads)
-        objs = _load_all([None if k is None else p for k, p in zip(kinds, payloads, strict=True)])
-        objs = [_NO_FIELDS if p is None else o for o, p in zip(objs, payloads, strict=True)]
-        texts = payload_texts(kinds, objs)
-        _drop_rounded(texts, payloads)
-        cols["payload"] = pa.array(texts, pa.string())
-        slow_rows, slow_index, bad = [], [], []
-        for i in [i for i, t in enumerate(texts) if t is None]:
-            try:
-                slow_rows.append(_parquet_row_slow(batch, i, first_row, source, now, occurred_us))
-                slow_index.append(i)
-            except _Reject as exc:
-                bad.append(Bad(first + i, first_row + i, exc.reason, exc.field, _row_bytes(batch, i)))
-        return _merge(cols, slow_rows, slow_index), bad
+        texts = [_payload_column(kind.slice(i, SLICE_ROWS), payload.slice(i, SLICE_ROWS)) for i in range(0, n, SLICE_ROWS)]
+    cols["payload"] = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
+    ok = pc.and_(ok, pc.is_valid(cols["payload"]))
+    slow_rows, slow_index, bad = [], [], []
+    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+        try:
+            slow_rows.append(_parquet_row_slow(batch, i, first_row, source, now, occurred_us))
+            slow_index.append(i)
+        except _Reject as exc:
+            bad.append(Bad(i, first_row + i, exc.reason, exc.field, _row_bytes(batch, i)))
+    return Parsed(_merge(cols, ok, slow_rows, slow_index), bad, n)
 
 
-def _parse_parquet_slowly(batch: pa.RecordBatch, first: int, first_row: int, source: str, now: int,
-                          occurred_us: pa.Array | None) -> tuple[pa.RecordBatch, list[Bad]]:
+def _payload_column(kinds: pa.Array, payloads: pa.Array) -> pa.Array:
+    """Canonical payload JSON for rows of the given kind (null kind: not for the fast path),
+    null where prepare() must decide. A null payload is {}, as in Draft."""
+    raws = payloads.to_pylist()
+    objs = _load_all(raws)
+    texts = payload_texts(kinds.to_pylist(), [{} if r is None else o for o, r in zip(objs, raws, strict=True)])
+    _drop_rounded(texts, raws)
+    return pa.array(texts, pa.string())
+
+
+def _parse_parquet_slowly(batch: pa.RecordBatch, first_row: int, source: str, now: int,
+                          occurred_us: pa.Array | None) -> Parsed:
     rows, bad = [], []
     for i in range(batch.num_rows):
         try:
             rows.append(_parquet_row_slow(batch, i, first_row, source, now, occurred_us))
         except _Reject as exc:
-            bad.append(Bad(first + i, first_row + i, exc.reason, exc.field, _row_bytes(batch, i)))
-    return _to_batch(rows), bad
+            bad.append(Bad(i, first_row + i, exc.reason, exc.field, _row_bytes(batch, i)))
+    return Parsed(_to_batch(rows), bad, batch.num_rows)
 
 
 def _parquet_row_slow(batch: pa.RecordBatch, i: int, first_row: int, source: str, now: int,
@@ -652,40 +660,121 @@ def _row_bytes(batch: pa.RecordBatch, i: int) -> bytes:
     return orjson.dumps(row, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
+# -- tasks: each reads its own input, so that a worker process can run it as well --------
+
 _worker_checker: EnvelopeChecker | None = None
 
 
-def _work_jsonl(data: bytes, start: int, source: str) -> Parsed:
+def _checker() -> EnvelopeChecker:
     global _worker_checker
     _worker_checker = _worker_checker or EnvelopeChecker()
-    return parse_jsonl(data, start, source, _worker_checker)
+    return _worker_checker
 
 
-def _work_parquet(batch: pa.RecordBatch, first_row: int, source: str) -> Parsed:
-    global _worker_checker
-    _worker_checker = _worker_checker or EnvelopeChecker()
-    return parse_parquet(batch, first_row, source, _worker_checker)
+def _work_jsonl(path: str, file_id: tuple[int, int], start: int, length: int, final: bool, source: str) -> Parsed:
+    """Validate bytes ``start``… of a JSONL file (``file_id``: its device and inode): whole
+    lines (the last one unterminated only when ``final``), as the ingester found them when
+    it cut the file into chunks."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        data = os.pread(f.fileno(), length, start)
+    if (st.st_dev, st.st_ino) != file_id or len(data) != length or not (final or data.endswith(b"\n")):
+        raise OSError(f"{path} changed while it was being read (bytes {start}-{start + length})")
+    return parse_jsonl(data, start, source, _checker())
+
+
+def _work_parquet(path: str, fingerprint: str, group: int, offset: int, count: int, columns: list[str],
+                  batch_rows: int, first_row: int, source: str) -> Parsed:
+    """Validate rows ``offset``… of row group ``group`` of a Parquet file (row ``first_row``
+    of the file)."""
+    global _parquet_reader
+    key = (path, fingerprint, group, tuple(columns))
+    reader = _parquet_reader
+    if reader is None or reader.key != key or offset < reader.start:
+        reader = _parquet_reader = _RowGroupReader(key, batch_rows)
+    return parse_parquet(reader.take(offset, count), first_row, source, _checker())
+
+
+class _RowGroupReader:
+    """The rows of one row group of a Parquet file, in order (a cursor over its batches):
+    consecutive tasks read on where the last one stopped."""
+
+    def __init__(self, key: tuple, batch_rows: int):
+        self.key = key
+        path, _fingerprint, group, columns = key
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=[group],
+                                                          columns=list(columns))
+        self.start = 0  # row of the group that _left begins with
+        self._left: pa.RecordBatch | None = None  # read, and not yet taken
+
+    def take(self, offset: int, count: int) -> pa.RecordBatch:
+        """Rows ``offset`` to ``offset + count`` of the row group (not before the last ones taken)."""
+        end, parts = offset + count, []
+        while self.start < end:
+            if self._left is None:
+                self._left = next(self._batches, None)
+                if self._left is None:
+                    raise pa.ArrowInvalid(f"row group {self.key[2]} ends at row {self.start}, before row {end}")
+            batch = self._left
+            lo, hi = max(offset - self.start, 0), min(end - self.start, batch.num_rows)
+            if lo < hi:
+                parts.append(batch.slice(lo, hi - lo))
+            self._left = batch.slice(hi) if hi < batch.num_rows else None
+            self.start += hi
+        return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+
+
+_parquet_reader: _RowGroupReader | None = None
+
+
+def _close_parquet_reader() -> None:
+    """Let go of the Parquet file this process last read (a worker's goes with the next file)."""
+    global _parquet_reader
+    _parquet_reader = None
 
 
 _TASKS = {"jsonl": _work_jsonl, "parquet": _work_parquet}
 
 
-def _send(stream, obj) -> None:
-    data = pickle.dumps(obj, protocol=5)
-    stream.write(struct.pack("<Q", len(data)))
-    stream.write(data)
-    stream.flush()
+# -- worker processes -------------------------------------------------------------------------
+
+def _message(obj) -> list:
+    """``obj`` as one message: a header, its pickle, then the buffers it holds (Arrow data)
+    out of band, which spares copying them into the pickle and out of it again."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    return [struct.pack(f"<{2 + len(views)}Q", len(data), len(views), *(v.nbytes for v in views)), data, *views]
+
+
+def _write(fd: int, parts: list) -> None:
+    """Write ``parts`` to a pipe, in as few system calls as it takes (usually one, which
+    holds the GIL only at its start and end)."""
+    parts = [memoryview(p).cast("B") for p in parts if len(p)]
+    while parts:
+        done = os.writev(fd, parts[:512])
+        while parts and done >= parts[0].nbytes:
+            done -= parts.pop(0).nbytes
+        if parts and done:
+            parts[0] = parts[0][done:]
+
+
+def _send(fd: int, obj) -> None:
+    _write(fd, _message(obj))
 
 
 def _receive(stream) -> object:
-    head = _read_exactly(stream, 8)
-    (size,) = struct.unpack("<Q", head)
-    return pickle.loads(_read_exactly(stream, size))
+    size, count = struct.unpack("<QQ", _read_exactly(stream, 16))
+    sizes = struct.unpack(f"<{count}Q", _read_exactly(stream, 8 * count))
+    data = _read_exactly(stream, size)
+    # Arrow's allocator keeps the memory of freed buffers for the next ones: fresh pages
+    # would cost a page fault each (~3 µs in a VM), a batch of events ~2,500 of them.
+    return pickle.loads(data, buffers=[_read_exactly(stream, n, pa.allocate_buffer(n)) for n in sizes])
 
 
-def _read_exactly(stream, size: int) -> bytearray:
+def _read_exactly(stream, size: int, into: pa.Buffer | None = None) -> bytearray | pa.Buffer:
     """``size`` bytes of an unbuffered stream (whose reads may return less), or EOFError."""
-    data = bytearray(size)
+    data = bytearray(size) if into is None else into
     view, got = memoryview(data), 0
     while got < size:
         n = stream.readinto(view[got:])
@@ -695,46 +784,77 @@ def _read_exactly(stream, size: int) -> bytearray:
     return data
 
 
+def _widen_pipe(fd: int) -> None:
+    """Let a pipe hold 1 MB (Linux) rather than 64 KB: results cross it twice as fast,
+    in a sixteenth of the reads and wake-ups."""
+    with suppress(ImportError, OSError, AttributeError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
 def worker_main() -> None:
     """A validation worker: tasks arrive pickled on stdin, results leave on stdout, in order.
 
     Run as ``python -c "from lineage.ingest import worker_main; worker_main()"``; a process
     of its own rather than multiprocessing, so the caller's main module is never imported.
-    One thread: a task is read when the last result is sent (see ``_Workers``). The first
-    message out says the worker is ready.
+    The first message out says the worker is ready. A thread writes the results, so the
+    worker goes on with its next task while the parent is still busy with the last ones.
     """
     gc.disable()  # what validation makes is acyclic; see _no_gc
-    out = os.fdopen(os.dup(1), "wb")
+    out = os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the result stream
     tasks = os.fdopen(os.dup(0), "rb", buffering=0)
-    _send(out, (True, None))
+    results: queue.Queue = queue.Queue(maxsize=4)  # messages not yet written: at most four
+
+    def write() -> None:
+        while (message := results.get()) is not None:
+            try:
+                _write(out, message)
+            except OSError:  # the parent is gone
+                os._exit(1)
+
+    writer = threading.Thread(target=write, name="ingest-results")
+    writer.start()
+    results.put(_message((True, None)))
     while True:
         try:
             name, args = _receive(tasks)
         except EOFError:
-            return
+            break
         try:
             result = (True, _TASKS[name](*args))
+        except (pa.ArrowException, OSError) as exc:  # the input is unreadable: the parent says so
+            result = (False, exc)
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             result = (False, f"{type(exc).__name__}: {exc}")
-        _send(out, result)
-        del result
+        try:
+            message = _message(result)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
+            message = _message((False, f"{type(result[1]).__name__}: {result[1]}"))
+        results.put(message)
+        del result, message
         gc.collect(0)
+    results.put(None)
+    writer.join()
 
 
 class _Workers:
     """Validation worker processes; results come back in task order.
 
-    A worker reads its next task once it has sent its last result; a thread here per worker
-    hands the tasks over, so this process never waits to send one. (The other way round, a
-    thread in the worker reading ahead while it validates, needs the worker's GIL for every
-    64 KB of pipe, and waits up to a switch interval, 5 ms, for it each time.)
+    A task says what to read (bytes of a JSONL file, rows of a Parquet row group), so tasks
+    are small; a result is Arrow data, sent out of band. Neither side waits for the other:
+    a thread here per worker hands it its tasks, and a thread in the worker writes its
+    results, each in one system call, while it goes on with the next task. (A thread that
+    reads instead, a pipe-full at a time, needs its process's GIL after every read and
+    waits up to a switch interval, 5 ms, for it while the process computes: so this process
+    reads a result when it needs it, in its own thread.)
 
-    This process validates tasks too, whenever it would otherwise wait for a worker: while
-    the workers start (~0.5 s of imports), and whenever chaining and writing leave it time.
+    This process validates tasks too: until a worker is ready (it takes ~0.4 s to import
+    what it needs), and whenever it would otherwise wait for a busy one (``_steal``).
     """
 
-    WAITING = 2  # tasks given to a worker at a time; and validated here ahead of a worker's
+    WAITING = 3  # tasks given to a worker at a time: one it works on, the next ones queued
 
     def __init__(self, n: int):
         env = dict(os.environ)
@@ -745,6 +865,8 @@ class _Workers:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
             for _ in range(n)
         ]
+        for proc in self.procs:
+            _widen_pipe(proc.stdout.fileno())
         self._ready = [False] * n
         self._given = [0] * n  # tasks sent to each worker and not yet answered
         self._outboxes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in self.procs]
@@ -758,7 +880,7 @@ class _Workers:
         """Send the tasks of ``outbox`` to ``proc`` until None, then close its stdin."""
         while (task := outbox.get()) is not None:
             try:
-                _send(proc.stdin, task)
+                _send(proc.stdin.fileno(), task)
             except (OSError, ValueError):
                 return  # the worker is gone: reading its result says so
         with suppress(OSError):
@@ -766,8 +888,8 @@ class _Workers:
 
     def run(self, tasks: Iterator[tuple]) -> Iterator[tuple[Parsed, tuple]]:
         """Run ``(task, args, meta)`` tasks; yield (result, meta) in task order."""
-        pending: deque[list] = deque()  # [meta, worker index (-1: validated here), result]
-        here = 0  # results validated here, in pending
+        # (worker, meta, None) of a task given out; (-1, meta, result) of one validated here
+        pending: deque[tuple[int, tuple, Parsed | None]] = deque()
         tasks = iter(tasks)
         more = True
         clean = False
@@ -780,29 +902,37 @@ class _Workers:
                     name, args, meta = task
                     self._outboxes[k].put((name, args))
                     self._given[k] += 1
-                    pending.append([meta, k, None])
-                if pending and (pending[0][1] < 0 or self._answered(pending[0][1])):
-                    pass  # the oldest result is in
-                elif more and here < self.WAITING:
+                    pending.append((k, meta, None))
+                if more and self._steal(pending):
                     if (task := next(tasks, None)) is None:
                         more = False
-                        continue
-                    name, args, meta = task
-                    pending.append([meta, -1, _TASKS[name](*args)])
-                    here += 1
-                    continue
-                if not pending:
+                    else:
+                        name, args, meta = task
+                        pending.append((-1, meta, _TASKS[name](*args)))
+                elif pending:
+                    k, meta, result = pending.popleft()
+                    yield (result if k < 0 else self._result(k)), meta
+                elif not more:
                     break
-                meta, k, result = pending.popleft()
-                if k < 0:
-                    here -= 1
-                else:
-                    result = self._result(k)
-                yield result, meta
+                elif (task := next(tasks, None)) is None:
+                    more = False
+                else:  # no worker is ready yet: validate here meanwhile
+                    name, args, meta = task
+                    yield _TASKS[name](*args), meta
             clean = True
         finally:
             if not clean:
                 self.close(abort=True)  # results still in flight would come back out of step
+
+    def _steal(self, pending: deque) -> bool:
+        """Whether to validate the next task here rather than wait for the oldest result:
+        when its worker is still at it with more work queued (so it stays busy meanwhile),
+        and no result validated here is waiting yet. This process then takes its share
+        whenever the workers are slower than its chaining and writing."""
+        if not pending or pending[0][0] < 0 or any(k < 0 for k, _meta, _result in pending):
+            return False
+        k = pending[0][0]
+        return self._given[k] >= 2 and not self._answered(k)
 
     def _idle(self) -> Iterator[int]:
         """Ready workers with room for another task."""
@@ -824,6 +954,8 @@ class _Workers:
         except EOFError:
             raise RuntimeError(f"an ingest worker process died (exit code {proc.poll()})") from None
         if not ok:
+            if isinstance(value, BaseException):
+                raise value
             raise RuntimeError(f"an ingest worker failed: {value}")
         if not ready:
             self._given[k] -= 1
@@ -850,14 +982,18 @@ class _Workers:
 
 # -- chaining and storing (this process, under the writer lease) ----------------------------
 
-def _known_ids(con: duckdb.DuckDBPyConnection, store: Store, ids: pa.Array, pending: list[pa.Array]) -> set[str]:
-    """Which of ``ids`` the store already holds (segments and hot log), or ``pending`` does.
+def _known_ids(con: duckdb.DuckDBPyConnection, store: Store, ids: pa.Array,
+               pending: list[tuple[pa.Array, tuple[str, str]]]) -> set[str]:
+    """Which of ``ids`` the store already holds (segments and hot log), or ``pending`` does
+    (chunks of ids, each with its smallest and largest).
 
     Only ids between the smallest and largest asked for are looked at: segments written by
     ingest keep min/max statistics of event_id, so DuckDB skips the row groups that cannot
     match (with time-ordered UUIDv7 ids, all the old ones).
     """
-    lo, hi = pc.min_max(ids).values()
+    lo, hi = (v.as_py() for v in pc.min_max(ids).values())
+    # (with time-ordered ids, a chunk of the group so far is mostly all below this one's)
+    pending = [chunk for chunk, (first, last) in pending if first <= hi and last >= lo]
     sources = ["SELECT split_part(body, chr(31), 2) AS event_id FROM event_log"]
     files = registered_files(con, store)
     if files:
@@ -870,7 +1006,7 @@ def _known_ids(con: duckdb.DuckDBPyConnection, store: Store, ids: pa.Array, pend
         rows = con.execute(
             f"SELECT DISTINCT event_id FROM ({' UNION ALL '.join(sources)}) "
             "WHERE event_id BETWEEN ? AND ? AND event_id IN (SELECT event_id FROM _ingest_ids)",
-            [lo.as_py(), hi.as_py()]).fetchall()
+            [lo, hi]).fetchall()
     finally:
         con.unregister("_ingest_ids")
         if pending:
@@ -879,7 +1015,7 @@ def _known_ids(con: duckdb.DuckDBPyConnection, store: Store, ids: pa.Array, pend
 
 
 def bodies(table: pa.Table | pa.RecordBatch) -> pa.Array | pa.ChunkedArray:
-    """``schemas.envelope.canonical_body`` of every row of event-log columns, as one column."""
+    """``schemas.chain.canonical_body`` of every row of event-log columns, as one column."""
     def text(name: str):
         col = table.column(name)
         return pc.fill_null(col, _NULL_MARK) if col.null_count else col
@@ -903,7 +1039,7 @@ def chain(events: pa.RecordBatch, seq: int, prev: str, recorded_us: int) -> tupl
     """Number, timestamp and hash validated events onto the chain head.
 
     Returns the event-log rows (``ARROW_SCHEMA``), their canonical bodies, and the new head.
-    hash = sha256(prev_hash SEP body), as ``schemas.envelope.chain_hash``.
+    hash = sha256(prev_hash SEP body), as ``schemas.chain.chain_hash``.
     """
     n = events.num_rows
     c = events.column
@@ -918,7 +1054,7 @@ def chain(events: pa.RecordBatch, seq: int, prev: str, recorded_us: int) -> tupl
     head = prev.encode()
     hashes: list[bytes] = []
     with _no_gc():
-        # A slice of bodies at a time, as Python bytes: a whole batch of them at once would
+        # A slice of bodies at a time, as Python bytes: those of a whole batch at once would
         # take fresh pages (see SLICE_ROWS). Each hash is the next one's prev_hash.
         for first in range(0, n, SLICE_ROWS):
             part = body.slice(first, SLICE_ROWS).cast(pa.binary()).to_pylist()
@@ -935,27 +1071,112 @@ def hot_rows(table: pa.Table, body: pa.Array | pa.ChunkedArray | None = None) ->
                                  table.column("prev_hash"), table.column("hash")], schema=HOT_SCHEMA)
 
 
+_SEGMENT_OPTIONS = {
+    "compression": "zstd", "compression_level": SEGMENT_ZSTD_LEVEL,
+    "use_dictionary": ["lineage", "branch", "kind", "actor_kind", "actor", "actor_node", "node"],
+    "write_statistics": ["seq", "event_id", "occurred_at", "recorded_at", "lineage", "kind"],
+}
+
+
 def write_segment(store: Store, table: pa.Table) -> tuple[Path, str, int]:
     """Write events as a segment file (fsynced, then renamed into place); not yet registered."""
     first, last = table["seq"][0].as_py(), table["seq"][-1].as_py()
     store.segments_dir.mkdir(parents=True, exist_ok=True)
     final = store.segments_dir / segment_name(first, last)
     tmp = final.with_suffix(".parquet.tmp")
-    pq.write_table(
-        table, tmp, compression="zstd", compression_level=SEGMENT_ZSTD_LEVEL, row_group_size=ROW_GROUP,
-        use_dictionary=["lineage", "branch", "kind", "actor_kind", "actor", "actor_node", "node"],
-        write_statistics=["seq", "event_id", "occurred_at", "recorded_at", "lineage", "kind"],
-    )
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP, **_SEGMENT_OPTIONS)
+    return _put_in_place(tmp, final)
+
+
+def _put_in_place(tmp: Path, final: Path) -> tuple[Path, str, int]:
+    """Make a written segment file durable under its name: (path, sha256, size)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
     with suppress(OSError):
-        fd = os.open(store.segments_dir, os.O_RDONLY)
+        fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     return final, sha256_file(final), final.stat().st_size
+
+
+class _SegmentFile:
+    """The segment of a bulk group, written while the group is still being chained.
+
+    Each chained piece goes to a thread of its own, which writes a row group whenever half
+    of ``ROW_GROUP`` events or more are waiting (at most ``ROW_GROUP`` of them; the Parquet
+    writer lets go of the GIL): by the commit, all but the last few events are written.
+    (Row groups of exactly ``ROW_GROUP``, as ``write_segment`` makes, would leave up to
+    that many for the commit to wait for.) The file gets its name, for the seqs it holds,
+    only when complete; until the commit registers it, nothing refers to it. A write that
+    fails fails every later one, and the group with it.
+    """
+
+    def __init__(self, store: Store, first_seq: int):
+        store.segments_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = store.segments_dir
+        self.tmp = self.dir / f"seg-{first_seq:012d}-open.parquet.tmp"
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-segment")
+        self._writes: deque[Future] = deque()
+        self._writer: pq.ParquetWriter | None = None
+        self._buffered: list[pa.Table] = []
+        self._rows = 0  # buffered
+        self._written = 0  # events in the file
+        self._error: BaseException | None = None
+
+    def add(self, table: pa.Table) -> None:
+        while self._writes and self._writes[0].done():
+            self._writes.popleft().result()  # a write that failed fails the group now
+        self._writes.append(self._thread.submit(self._write, table))
+
+    def _write(self, table: pa.Table | None) -> None:
+        if self._error is not None:
+            raise OSError(f"{self.tmp}: an earlier write failed") from self._error
+        try:
+            if table is not None:
+                self._buffered.append(table)
+                self._rows += table.num_rows
+            while self._rows >= ROW_GROUP // 2 or (table is None and self._rows):
+                rows = pa.concat_tables(self._buffered)
+                if self._writer is None:
+                    self._writer = pq.ParquetWriter(self.tmp, rows.schema, **_SEGMENT_OPTIONS)
+                group = rows.slice(0, ROW_GROUP)
+                self._writer.write_table(group, row_group_size=ROW_GROUP)
+                self._written += group.num_rows
+                rest = rows.slice(ROW_GROUP)
+                self._buffered, self._rows = ([rest] if rest.num_rows else []), rest.num_rows
+            if table is None and self._writer is not None:
+                self._writer.close()
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def finish(self, first: int, last: int) -> Future:
+        """Write the rest, close, and put the file in place for events ``first``..``last``,
+        in the thread: the future's result is (path, sha256, size)."""
+        done = self._thread.submit(self._finish, first, last)
+        self._thread.shutdown(wait=False)
+        return done
+
+    def _finish(self, first: int, last: int) -> tuple[Path, str, int]:
+        while self._writes:
+            with suppress(Exception):  # the first failure is raised below
+                self._writes.popleft().result()
+        if self._error is not None:
+            raise self._error
+        self._write(None)
+        if self._written != last - first + 1:
+            raise RuntimeError(f"{self.tmp}: {self._written} events written, not {last - first + 1}")
+        return _put_in_place(self.tmp, self.dir / segment_name(first, last))
+
+    def abort(self) -> None:
+        self._thread.shutdown(cancel_futures=True)
+        with suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _remove_orphan_segments(con: duckdb.DuckDBPyConnection, store: Store, head_seq: int) -> None:
@@ -969,18 +1190,49 @@ def _remove_orphan_segments(con: duckdb.DuckDBPyConnection, store: Store, head_s
 
 # -- the ingester ---------------------------------------------------------------------------
 
-def default_workers() -> int:
-    """Validation workers worth starting: one per idle CPU beyond this process's own, at most 4.
+def _chunk_end(fd: int, start: int, size: int) -> tuple[int, int]:
+    """Where a chunk of whole lines from ``start`` ends: after the last newline within
+    ``size`` bytes (further when a line is longer); ``start`` when no newline follows it.
+    Also returns the end of the file as it is now."""
+    while True:
+        end = os.fstat(fd).st_size
+        limit = min(start + size, end)
+        hi = limit
+        while hi > start:  # look back from the limit, a little at a time
+            lo = max(start, hi - 65536)
+            at = os.pread(fd, hi - lo, lo).rfind(b"\n")
+            if at >= 0:
+                return lo + at + 1, end
+            hi = lo
+        if limit == end:
+            return start, end
+        size *= 2  # a line longer than a chunk
 
-    A worker only helps when a core would otherwise idle (this process keeps one busy
-    chaining and writing); on a loaded machine they compete with it and ingest is slower.
+
+def default_workers(fmt: str, idle_cpus: float | None = None) -> int:
+    """Validation workers worth starting for a large input of format ``fmt`` ("jsonl" or
+    "parquet"), given how many CPUs sat idle while this process ingested alone (None: go by
+    the load average).
+
+    A worker only pays when a CPU would otherwise idle: measured on 2 CPUs, workers make
+    ingest 15-35% faster on an idle machine, and 13-17% slower beside one busy process.
     """
-    cpus = os.cpu_count() or 1
+    if idle_cpus is None:
+        try:
+            idle_cpus = (os.cpu_count() or 1) - 1 - os.getloadavg()[0]  # this process keeps one busy
+        except OSError:
+            return 0
+    return WORKERS[fmt] if idle_cpus >= 0.6 else 0
+
+
+def _idle_cpu_seconds() -> float | None:
+    """CPU time spent idle since boot, all CPUs together (Linux), or None where unknown."""
     try:
-        idle = cpus - os.getloadavg()[0]
-    except OSError:
-        idle = cpus - 1
-    return max(0, min(4, cpus - 1, int(idle - 0.5)))
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()  # cpu user nice system idle iowait ... (clock ticks)
+        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def source_key(store: Store, path: Path) -> str:
@@ -1043,14 +1295,33 @@ class _Group:
     head_seq: int
     head_hash: str
     bulk: bool = False  # part of a large input: straight to a segment, however it ends
-    pieces: list[pa.Table] = field(default_factory=list)
-    bodies: list[pa.Array] = field(default_factory=list)
-    ids: list[pa.Array] = field(default_factory=list)  # of the events chained so far
+    base: tuple[int, str] = (0, "")  # the head it was chained onto
+    segment: _SegmentFile | None = None  # of a bulk group, written as the group grows; the
+    pieces: list[pa.Table] = field(default_factory=list)  # others keep their chained pieces
+    bodies: list[pa.Array] = field(default_factory=list)  # (and bodies, for the hot log)
+    ids: list[tuple[pa.Array, tuple[str, str]]] = field(default_factory=list)  # of the events chained so far, (min, max)
     events: int = 0
     duplicates: int = 0
     bad: int = 0
     started: float = field(default_factory=time.monotonic)
     released: bool = False  # committed, and the writer's mutex given back
+
+
+@dataclass
+class _Committing:
+    """A bulk group whose segment file a thread is still finishing; its transaction (the
+    file registered, and how far the input was read) follows once the file is durable."""
+
+    group: _Group
+    file: Future  # -> (path, sha256, size)
+    row: list  # of ingest_progress
+    prog: _Progress
+    report: FileReport
+
+
+class _HeadMoved(Exception):
+    """Another writer appended while the lease was handed over, under a group chained onto
+    the head before: the group is dropped, and the input read on from what was committed."""
 
 
 class Ingester:
@@ -1059,7 +1330,8 @@ class Ingester:
     ``complete``: the files are finished, so an unterminated last line is read too.
     ``quarantine_unreadable``: copy a Parquet file that cannot be read to quarantine (watch
     turns this off and retries, since the file may still be being written).
-    ``workers``: processes validating large inputs (None: ``default_workers()``; 0: none).
+    ``workers``: processes validating large inputs (None: as many as pay, see
+    ``default_workers``; 0: none).
     ``on_progress(path, done, total)`` is called after each chunk (bytes, or Parquet rows);
     ``should_stop()`` is asked between chunks: a clean stop leaves no half-done batch.
     """
@@ -1088,7 +1360,7 @@ class Ingester:
         self.writer = writer or store.writer(idle_release=0.25, max_hold=1.0)
         self.complete = complete
         self.quarantine_unreadable = quarantine_unreadable
-        self.workers = default_workers() if workers is None else workers
+        self.workers = workers
         self.chunk_bytes = chunk_bytes
         self.parquet_rows = parquet_rows
         self.commit_events = commit_events
@@ -1101,6 +1373,8 @@ class Ingester:
         self.should_stop = should_stop or (lambda: False)
         self.checker = EnvelopeChecker()
         self._pool: _Workers | None = None
+        self._committing: _Committing | None = None  # a bulk commit still open
+        self._overlap = True  # chain a group onto an open commit
 
     def close(self) -> None:
         if self._pool is not None:
@@ -1135,24 +1409,46 @@ class Ingester:
             with open(path, "rb") as f:
                 fmt = "parquet" if f.read(4) == PARQUET_MAGIC else "jsonl"
         report = FileReport(path, source, fmt)
+        ingest = self._ingest_parquet if fmt == "parquet" else self._ingest_jsonl
         with _no_gc():  # see _no_gc: the pauses it saves come to ~10% of an ingest
-            if fmt == "parquet":
-                self._ingest_parquet(path, source, report)
-            else:
-                self._ingest_jsonl(path, source, report)
+            try:
+                ingest(path, source, report)
+            except _HeadMoved:
+                self._overlap = False
+                try:
+                    ingest(path, source, report)  # on from the progress committed
+                finally:
+                    self._overlap = True
         return report
 
     # -- validation, in order, in workers when it pays ----------------------------------
 
-    def _validated(self, tasks: Iterator[tuple], parallel: bool) -> Iterator[tuple[Parsed, tuple]]:
-        """Run ``(task, args, meta)`` tasks; yield (result, meta) in task order."""
-        if not parallel or self.workers < 1:
-            for name, args, meta in tasks:
-                yield _TASKS[name](*args), meta
+    def _validated(self, tasks: Iterator[tuple], parallel: bool, fmt: str) -> Iterator[tuple[Parsed, tuple]]:
+        """Run ``(task, args, meta)`` tasks; yield (result, meta) in task order: for a large
+        (``parallel``) input, in worker processes when they pay."""
+        tasks = iter(tasks)
+        parallel = parallel and self.workers != 0
+        if parallel and not (self._pool and self._pool.procs):
+            workers = self.workers
+            if workers is None:
+                # Ingest alone for a moment, and see whether another CPU idles meanwhile.
+                idle, started = _idle_cpu_seconds(), time.monotonic()
+                for name, args, meta in tasks:
+                    yield _TASKS[name](*args), meta
+                    if time.monotonic() - started >= SAMPLE_SECONDS:
+                        break
+                else:
+                    return
+                idle_now, elapsed = _idle_cpu_seconds(), time.monotonic() - started
+                workers = default_workers(fmt, None if idle is None or idle_now is None
+                                          else (idle_now - idle) / elapsed)
+            if workers:
+                self._pool = _Workers(workers)
+        if parallel and self._pool and self._pool.procs:
+            yield from self._pool.run(tasks)
             return
-        if self._pool is None or not self._pool.procs:
-            self._pool = _Workers(self.workers)
-        yield from self._pool.run(tasks)
+        for name, args, meta in tasks:
+            yield _TASKS[name](*args), meta
 
     # -- JSONL ----------------------------------------------------------------------------
 
@@ -1169,35 +1465,30 @@ class Ingester:
                     prog = _Progress(ingested=prog.ingested, duplicates=prog.duplicates, quarantined=prog.quarantined)
             if size == prog.position:
                 return
-            f.seek(prog.position)
-            tail = {"carry": b"", "eof": False}
+            pending = {"bytes": 0}
 
             def tasks() -> Iterator[tuple]:
-                pos, carry = prog.position, b""
+                # Chunks of whole lines; the task reads its chunk itself (here, or in a worker).
+                pos = prog.position
+                st = os.fstat(f.fileno())
+                file = (str(path), (st.st_dev, st.st_ino))
                 while not self.should_stop():
-                    data = f.read(self.chunk_bytes)
-                    if not data:
-                        tail["eof"] = True
-                        break
-                    buf = carry + data if carry else data
-                    cut = buf.rfind(b"\n")
-                    if cut < 0:
-                        carry = buf
-                        continue
-                    chunk, carry = buf[:cut + 1], buf[cut + 1:]
-                    yield "jsonl", (chunk, pos, source), (pos, len(chunk))
-                    pos += len(chunk)
-                if tail["eof"] and carry:
-                    if self.complete:
-                        yield "jsonl", (carry, pos, source), (pos, len(carry))
+                    cut, end = _chunk_end(f.fileno(), pos, self.chunk_bytes)
+                    if cut > pos:
+                        yield "jsonl", (*file, pos, cut - pos, False, source), (pos, cut - pos)
+                        pos = cut
+                    elif end > pos and self.complete:  # an unterminated last line
+                        yield "jsonl", (*file, pos, end - pos, True, source), (pos, end - pos)
+                        return
                     else:
-                        tail["carry"] = carry
+                        pending["bytes"] = end - pos  # a line still being written
+                        return
 
             parallel = size - prog.position >= self.parallel_bytes
             bulk = size - prog.position >= self.bulk_bytes
             group: _Group | None = None
             try:
-                for parsed, (start, length) in self._validated(tasks(), parallel):
+                for parsed, (start, length) in self._validated(tasks(), parallel, "jsonl"):
                     group = group or self._begin(bulk)
                     self._add(group, path, source, "jsonl", parsed, report, first_line=prog.lines + 1)
                     prog.lines += parsed.lines
@@ -1209,10 +1500,12 @@ class Ingester:
                 if group is not None:
                     self._commit(group, path, source, "jsonl", prog, report, head)
                     group = None
+                self._settle()
             finally:
                 if group is not None and not group.released:
-                    self._abandon()
-            report.pending_bytes = len(tail["carry"])
+                    self._abandon(group)
+                self._drop_open_commit()
+            report.pending_bytes = pending["bytes"]
 
     # -- Parquet --------------------------------------------------------------------------
 
@@ -1261,22 +1554,24 @@ class Ingester:
         columns = [c for c in pf.schema_arrow.names if c in ENVELOPE_FIELDS]
 
         def tasks() -> Iterator[tuple]:
-            row = first
-            for batch in pf.iter_batches(batch_size=self.parquet_rows, row_groups=groups, columns=columns):
-                if self.should_stop():
-                    return
-                if row + batch.num_rows <= done:
-                    row += batch.num_rows
-                    continue
-                if row < done:
-                    batch = batch.slice(done - row)
-                    row = done
-                yield "parquet", (batch, row, source), (row, batch.num_rows)
-                row += batch.num_rows
+            # Slices of row groups; the task reads its rows itself (here, or in a worker).
+            start = first  # row of the file that row group g starts with
+            for g in groups:
+                rows = pf.metadata.row_group(g).num_rows
+                slices = -(-rows // self.parquet_rows)
+                step = -(-rows // slices) if slices else 1  # even slices: none much smaller
+                for offset in range(0, rows, step):
+                    if self.should_stop():
+                        return
+                    lo, hi = max(start + offset, done), start + min(offset + step, rows)
+                    if lo < hi:
+                        yield "parquet", (str(path), fingerprint, g, lo - start, hi - lo, columns, step, lo,
+                                          source), (lo, hi - lo)
+                start += rows
 
         group: _Group | None = None
         try:
-            for parsed, (row, count) in self._validated(tasks(), total - done >= self.parallel_rows):
+            for parsed, (row, count) in self._validated(tasks(), total - done >= self.parallel_rows, "parquet"):
                 group = group or self._begin(total - done >= self.segment_events)
                 self._add(group, path, source, "parquet", parsed, report, first_line=row)
                 prog.position = prog.lines = row + count
@@ -1287,14 +1582,18 @@ class Ingester:
             if group is not None:
                 self._commit(group, path, source, "parquet", prog, report, None)
                 group = None
+            self._settle()
         except (pa.ArrowException, OSError) as exc:
             if group is not None and not group.released:
-                self._abandon()
+                self._abandon(group)
             group = None
+            self._settle()  # what was read before is fine (a failed segment write is settled already)
             self._reject_file(path, source, report, prog, f"Parquet file unreadable after row {prog.position}: {exc}")
         finally:
+            _close_parquet_reader()
             if group is not None and not group.released:
-                self._abandon()
+                self._abandon(group)
+            self._drop_open_commit()
 
     def _reject_file(self, path: Path, source: str, report: FileReport, prog: _Progress, reason: str) -> None:
         """A whole file that cannot be read as events: keep a copy in quarantine, with the reason."""
@@ -1365,32 +1664,67 @@ class Ingester:
         return target
 
     # -- groups: chained chunks committed as one transaction -------------------------------
+    #
+    # The segment of a bulk group is finished (its last rows written, the file made
+    # durable) by a thread while the next group is already being chained onto it: that
+    # group starts from the head the open commit will leave, under the same lease. The
+    # open commit is settled (its transaction run) as soon as its file is ready, or before
+    # anything that must follow it: the next commit, a hand-over of the lease, the end.
+    # A lease handed over meanwhile may come back with a head another writer moved: the
+    # group chained onto the old one is then dropped, and the file read on from what was
+    # committed, without overlapping again (_HeadMoved).
 
     def _begin(self, bulk: bool) -> _Group:
         """Take the writer lease for a group; it is held until the group commits."""
         w = self.writer
         w._mutex.acquire()
         try:
-            w._maybe_yield()
-            w.con  # noqa: B018 - take the lease and read the chain head
+            c = self._committing
+            if c is not None and self._overlap and not self._lease_wanted():
+                seq, head = c.group.head_seq, c.group.head_hash
+            else:
+                self._settle()
+                w._maybe_yield()
+                w.con  # noqa: B018 - take the lease and read the chain head
+                seq, head = w._head_seq, w._head_hash
+            return _Group(seq, head, bulk, base=(seq, head), segment=_SegmentFile(self.store, seq + 1) if bulk else None)
         except BaseException:
             w._mutex.release()
             raise
-        return _Group(w._head_seq, w._head_hash, bulk)
 
-    def _abandon(self) -> None:
+    def _lease_wanted(self) -> bool:
+        """Whether the lease is due to be handed over, as ``Writer._maybe_yield`` decides."""
+        w = self.writer
+        held = time.monotonic() - w._held_since
+        return (bool(w.max_hold) and held >= w.max_hold) or (held >= YIELD_AFTER and bool(_waiters(self.store.db)))
+
+    def _abandon(self, group: _Group) -> None:
         """Drop an uncommitted group: nothing of it reached the store; re-read the head next time."""
         w = self.writer
         try:
+            if group.segment is not None:
+                group.segment.abort()
             w.release()
         finally:
             w._mutex.release()
+
+    def _drop_open_commit(self) -> None:
+        """On the way out of a failed ingest: drop a commit still open (its events are read
+        again next time, from the progress committed before it)."""
+        c, self._committing = self._committing, None
+        if c is not None:
+            with suppress(Exception):
+                c.file.result()
+            self._abandon(c.group)
 
     def _due(self, group: _Group) -> bool:
         return group.events >= self.commit_events or time.monotonic() - group.started >= self.commit_seconds
 
     def _add(self, group: _Group, path: Path, source: str, fmt: str, parsed: Parsed, report: FileReport,
              *, first_line: int) -> None:
+        if self._committing is not None and self._committing.file.done():
+            self._settle()
+            self._hand_over(group)
         if parsed.bad:
             report.quarantine_files.append(self._quarantine(path, source, fmt, parsed, first_line))
             group.bad += len(parsed.bad)
@@ -1400,7 +1734,8 @@ class Ingester:
         if events.num_rows == 0:
             return
         ids = events.column("event_id")
-        known = _known_ids(self.writer.con, self.store, ids, group.ids)
+        pending = group.ids + (self._committing.group.ids if self._committing is not None else [])
+        known = _known_ids(self.writer.con, self.store, ids, pending)
         if known or pc.count_distinct(ids).as_py() != len(ids):
             seen = set(known)
             mask = []
@@ -1412,18 +1747,34 @@ class Ingester:
             ids = events.column("event_id")
         if events.num_rows == 0:
             return
-        group.ids.append(ids)
+        group.ids.append((ids, tuple(v.as_py() for v in pc.min_max(ids).values())))
         table, body, group.head_seq, group.head_hash = chain(events, group.head_seq, group.head_hash, now_us())
-        group.pieces.append(table)
-        group.bodies.append(body)
+        if group.segment is not None:
+            group.segment.add(table)
+        else:
+            group.pieces.append(table)
+            group.bodies.append(body)
         group.events += table.num_rows
         self.writer._last_used = time.monotonic()
+
+    def _hand_over(self, group: _Group) -> None:
+        """Hand the lease over if it is due (as ``_begin`` does); ``group`` stands only if the
+        head is still the one it was chained onto."""
+        w = self.writer
+        w._maybe_yield()
+        w.con  # noqa: B018 - take the lease (back) and read the chain head
+        if (w._head_seq, w._head_hash) != group.base:
+            raise _HeadMoved
 
     def _commit(self, group: _Group, path: Path, source: str, fmt: str, prog: _Progress, report: FileReport,
                 head: bytes | None) -> None:
         # On any exception the caller abandons the group (which releases the lease and the
-        # mutex); once committed, this method releases the mutex itself (group.released).
+        # mutex); once committed, the mutex is released (group.released), by _settle for a
+        # commit left open.
         w = self.writer
+        self._settle()
+        if (w._head_seq, w._head_hash) != group.base:
+            raise _HeadMoved  # (only after a hand-over; checked there)
         con = w.con
         if fmt == "jsonl":
             fp_len = min(FINGERPRINT_BYTES, prog.position, len(head or b""))
@@ -1435,17 +1786,18 @@ class Ingester:
         if group.events and (group.bulk or group.events >= self.segment_events):
             if w._hot:
                 w.seal()  # the hot tail first: segments stay in seq order
-            table = pa.concat_tables(group.pieces)
             _remove_orphan_segments(con, self.store, w._head_seq)
-            segment = write_segment(self.store, table)
+            if group.segment is not None:  # finished by its thread; committed by _settle
+                first = group.head_seq - group.events + 1
+                self._committing = _Committing(group, group.segment.finish(first, group.head_seq), row, prog, report)
+                return
+            segment = write_segment(self.store, pa.concat_tables(group.pieces))
+        elif group.segment is not None:
+            group.segment.abort()  # no events after all
         con.execute("BEGIN")
         try:
             if segment is not None:
-                file, digest, size = segment
-                con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-                            [file.name, group.head_seq - group.events + 1, group.head_seq, group.events,
-                             group.head_hash, digest, size])
-                con.execute(events_view_sql(registered_files(con, self.store)))
+                self._register(segment, group)
             elif group.events:
                 body = pa.chunked_array([c for b in group.bodies for c in getattr(b, "chunks", [b])], pa.string())
                 con.register("_ingest_batch", hot_rows(pa.concat_tables(group.pieces), body))
@@ -1457,9 +1809,45 @@ class Ingester:
             with suppress(duckdb.Error):
                 con.execute("ROLLBACK")
             raise
+        self._committed(group, prog, report, hot=segment is None)
+
+    def _settle(self) -> None:
+        """Run the transaction of the open commit, once its segment file is durable."""
+        c, self._committing = self._committing, None
+        if c is None:
+            return
+        try:
+            segment = c.file.result()
+            con = self.writer.con
+            con.execute("BEGIN")
+            try:
+                self._register(segment, c.group)
+                con.execute(_INSERT_PROGRESS, c.row)
+                con.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except BaseException:
+            self._abandon(c.group)
+            raise
+        self._committed(c.group, c.prog, c.report, hot=False)
+
+    def _register(self, segment: tuple[Path, str, int], group: _Group) -> None:
+        """Within the commit's transaction: the group's segment file joins the log."""
+        file, digest, size = segment
+        con = self.writer.con
+        con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                    [file.name, group.head_seq - group.events + 1, group.head_seq, group.events, group.head_hash,
+                     digest, size])
+        con.execute(events_view_sql(registered_files(con, self.store)))
+
+    def _committed(self, group: _Group, prog: _Progress, report: FileReport, *, hot: bool) -> None:
+        """After a group's transaction: the head moves on, the counts add up, the mutex is given back."""
+        w = self.writer
         if group.events:
             w._head_seq, w._head_hash = group.head_seq, group.head_hash
-            if segment is None:
+            if hot:
                 w._hot += group.events
         w._last_used = time.monotonic()
         prog.ingested += group.events
@@ -1469,7 +1857,7 @@ class Ingester:
         report.duplicates += group.duplicates
         report.quarantined += group.bad
         try:
-            if segment is None:
+            if hot:
                 w._seal_if_due()
         finally:
             group.released = True

@@ -145,6 +145,45 @@ def test_a_killed_ingest_resumes_and_stores_every_event_exactly_once(tmp_path):
     assert verify(store).ok
 
 
+def test_a_bulk_ingest_killed_at_random_moments_resumes_and_stores_every_event_exactly_once(tmp_path):
+    # Bulk: every commit is a segment, written while the next one is chained (and committed
+    # after it is durable), in validation workers: kills land in any of those steps.
+    store = Store.init(tmp_path / "store")
+    n, files = 30_000, []
+    for k in range(4):
+        files.append(tmp_path / f"bulk{k}.jsonl")
+        with open(files[-1], "wb") as f:
+            for i in range(k * n, (k + 1) * n):
+                f.write(orjson.dumps({"event_id": f"01937f2a-0000-7000-8000-{i:012d}", "lineage": "bulk",
+                                      "kind": "score", "actor": "system:eval",
+                                      "payload": {"metric": "acc", "value": i / 7}}) + b"\n")
+    code = textwrap.dedent("""
+        import sys
+        from lineage.ingest import Ingester
+        from lineage.store import Store
+        with Ingester(Store.open(sys.argv[1]), bulk_bytes=0, parallel_bytes=0, workers=1, commit_events=3000,
+                      chunk_bytes=64 << 10) as ing:
+            ing.ingest(sys.argv[2:])
+    """)
+    rng = random.Random(7)
+    killed = 0
+    for _ in range(10):
+        p = subprocess.Popen([sys.executable, "-c", code, str(store.root), *map(str, files)], stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.5, 1.0))
+        p.send_signal(signal.SIGKILL)
+        killed += p.wait() == -signal.SIGKILL
+        assert verify(store).ok
+        assert all(c == 1 for c in event_ids(store).values())
+        if killed == 3 or store.count() == 4 * n:
+            break
+    assert killed >= 2
+    report = ingest(store, files, bulk_bytes=0)
+    counts = event_ids(store)
+    assert len(counts) == 4 * n and all(c == 1 for c in counts.values())
+    assert report.quarantined == 0
+    assert verify(store).ok
+
+
 def test_a_producer_killed_mid_line_leaves_a_pending_line_never_half_an_event(tmp_path):
     store = Store.init(tmp_path / "store")
     code = textwrap.dedent("""

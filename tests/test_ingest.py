@@ -6,6 +6,7 @@ Real files, real DuckDB stores, the real `lineage` command where the behaviour i
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import subprocess
@@ -532,7 +533,7 @@ def test_a_batch_that_fails_part_way_leaves_nothing_and_the_next_run_completes_i
     def disk_full(*_a, **_k):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(ingest_module, "write_segment", disk_full)
+    monkeypatch.setattr(ingest_module, "_put_in_place", disk_full)  # (how every segment gets its name)
     with pytest.raises(OSError, match="No space"), Ingester(store, bulk_bytes=0) as ing:
         ing.ingest([f])
     assert store.count() == 10 and verify(store).ok
@@ -550,3 +551,290 @@ def test_quarantined_lines_of_a_replaced_file_are_kept_beside_the_new_ones(store
     assert ingest(store, [f]).quarantined == 1
     raws = sorted(r["raw"] for r in iter_quarantine(store))
     assert raws == ["first version, bad", "second version, bad too"]
+
+
+# -- the bulk fast path: column-wise checks, payloads all at once, worker processes -------------
+
+EID = "01937f2a-0000-7000-8000-0000000000aa"
+
+
+def _reference(kind: str, payload_text: str) -> str | None:
+    """What prepare() stores for a payload written as this JSON text (parsed exactly, by the
+    stdlib), or None where it refuses it."""
+    try:
+        return prepare(Draft(lineage="L", kind=kind, actor="ai:x", payload=json.loads(payload_text),
+                             event_id=EID)).payload_json
+    except (SchemaError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _fast_paths(kind: str, payload_texts: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """The stored payload of each text (None where refused), through parse_jsonl and parse_parquet."""
+    from lineage.ingest import parse_parquet
+
+    lines = b"".join(b'{"lineage":"L","kind":"%s","actor":"ai:x","event_id":"%s","payload":%s}\n'
+                     % (kind.encode(), EID.encode(), t.encode()) for t in payload_texts)
+    batch = pa.RecordBatch.from_pydict({"lineage": ["L"] * len(payload_texts), "kind": [kind] * len(payload_texts),
+                                        "actor": ["ai:x"] * len(payload_texts), "event_id": [EID] * len(payload_texts),
+                                        "payload": payload_texts})
+    results = []
+    for parsed in (parse_jsonl(lines, 0, "src"), parse_parquet(batch, 0, "src")):
+        stored_payloads = iter(parsed.events.column("payload").to_pylist())
+        bad = {b.index for b in parsed.bad}
+        results.append([None if i in bad else next(stored_payloads) for i in range(len(payload_texts))])
+    return results[0], results[1]
+
+
+def test_orjson_writes_every_float_from_1e16_on_with_an_exponent():
+    # What the fast path's screening for integers beyond 64 bits relies on (_drop_rounded):
+    # orjson reads such an integer as a float of magnitude 2**63 or more, and writes that
+    # float with "e+", so a canonical payload without "e+" never held one.
+    for literal in (b"-9223372036854775809", b"18446744073709551616", b"-99999999999999999999",
+                    b"1" + b"0" * 300):
+        assert abs(orjson.loads(literal)) >= 2.0**63
+    for f in (1e16, -1e16, 2.0**63, -(2.0**63), 2.0**64, 1.5e17, 9.999999999999999e22, 1e300, 1.7976931348623157e308):
+        assert b"e+" in orjson.dumps(f), f
+    assert b"e+" not in orjson.dumps(9999999999999998.0)
+
+
+@pytest.mark.parametrize("literal", [
+    "-9223372036854775809", "-9999999999999999999", "18446744073709551616", "123456789012345678901234567890",
+    "-12345678901234567890123", "-9223372036854775808", "18446744073709551615", "9999999999999999999",
+    "1e16", "12345678901234567890.5", "1E+400", "-0", "-0.0", "0.1e-400",
+])
+def test_a_number_in_a_payload_is_stored_as_prepare_stores_it_or_refused_as_it_refuses_it(literal):
+    for where in ('{"metric": "m", "value": %s}', '{"metric": "m", "value": 1.5, "extra": [1, {"n": %s}]}'):
+        text = where % literal
+        assert _fast_paths("score", [text]) == ([_reference("score", text)], [_reference("score", text)]), text
+
+
+def test_payloads_with_escapes_nesting_nulls_and_repeated_keys_are_stored_as_prepare_stores_them():
+    texts = [
+        '{"text": "caf\\u00e9 \\ud83d\\ude00 \\"quoted\\" \\\\ \\n\\t", "topic": null}',
+        '{"text": "t", "topic": "a", "topic": "b"}',  # the last of a repeated key counts
+        '{"text": "t", "n": null, "deep": {"a": null, "b": [null, {"c": null}], "d": {}}, "e": []}',
+        '{"text": "t", "big": 1e16, "small": 5e-324, "neg": -0.0, "int_like": 3.0}',
+        '{"text": "t", "k\\u0000ey": "v\\u001f", "\\u00e9": 1}',
+        '{"text": ""}', '{"text": 5}', '{"topic": "only"}', '{}', '[]', 'null', '"text"',
+        '{"text": "lone \\ud800 surrogate"}',
+    ]
+    jsonl, parquet = _fast_paths("annotation", texts)
+    expected = [_reference("annotation", t) for t in texts]
+    assert jsonl == expected and parquet == expected
+    assert expected[0] is not None and expected[-1] is None  # both kinds of case are there
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_bulk_payload_checks_store_what_prepare_stores(kind, data):
+    from lineage.fastprepare import OWNED_CHECKS
+
+    batch = data.draw(st.lists(payloads(kind), min_size=1, max_size=6))
+    texts = [json.dumps(p, ensure_ascii=data.draw(st.booleans())) for p in batch]
+    jsonl, parquet = _fast_paths(kind, texts)
+    expected = [_reference(kind, t) for t in texts]
+    assert jsonl == expected and parquet == expected
+    for p in batch:  # a check that completes its payload in place gives what the copying one returns
+        assert OWNED_CHECKS[kind](copy.deepcopy(p)) == PAYLOAD_CHECKS[kind](p)
+
+
+envelopes = st.fixed_dictionaries({}, optional={
+    "event_id": mostly([f"01937f2a-0000-7000-8000-0000000001{i:02d}" for i in range(20)],
+                       st.sampled_from(["", None, 7, "01937F2A-0000-7000-8000-000000000001"])),
+    "lineage": mostly(["L", "exp"], st.sampled_from(["", None, 3, "a\x01b"])),
+    "branch": mostly(["main", "b2", ""], st.sampled_from([None, 0, False])),
+    "node": mostly(["n1", "n2", None], st.sampled_from(["", 1.5])),
+    "kind": mostly(["score", "annotation"], st.sampled_from(["nope", None, ["score"]])),
+    "actor": mostly(["ai:gpt-5", "system:eval"], st.sampled_from(["bot:x", None, 1])),
+    "actor_node": mostly([None, "n0"], st.just("")),
+    "occurred_at": mostly(["2025-03-01T12:00:00.000001+00:00", "2025-03-01T12:00:00Z", None],
+                          st.sampled_from([1_700_000_000, 1_700_000_000.5, "yesterday", "2025-02-30T00:00:00", True])),
+    "caused_by": mostly([None, "", "01937f2a-0000-7000-8000-0000000000cc"], st.just("nope")),
+    "schema_version": mostly([None, 1, 2], st.sampled_from([0, True, 1.0, "1", 2**70])),
+    "payload": mostly([{"metric": "acc", "value": 1, "text": "hi"}, {"metric": "a", "value": 0.5, "text": "t", "n": None}],
+                      st.sampled_from([None, {}, [], {"metric": "m", "value": "1"}])),
+    "colour": st.just("red"),
+})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.one_of(envelopes, envelopes, st.sampled_from([b"", b"  ", b"not json", b"[1]", b"{"])),
+                     min_size=1, max_size=15), slice_rows=st.sampled_from([1, 4, 4096]))
+def test_lines_are_judged_in_bulk_exactly_as_prepare_judges_each(rows, slice_rows):
+    """Many lines at once (in slices of any size) come out as each line alone through prepare()."""
+    from lineage import ingest as ingest_module
+    from lineage.ingest import derived_event_id
+
+    raws = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in rows]  # (2**70 too)
+    data = b"\n".join(raws) + b"\n"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingest_module, "SLICE_ROWS", slice_rows)
+        parsed = parse_jsonl(data, 1000, "src")
+    events = iter(parsed.events.to_pylist())
+    bad = {b.index: b for b in parsed.bad}
+    offset = 1000
+    for i, (row, raw) in enumerate(zip(rows, raws, strict=True)):
+        where, offset = offset, offset + len(raw) + 1
+        if isinstance(row, bytes) and not row.strip():
+            assert i not in bad  # blank lines are skipped
+            continue
+        try:
+            if isinstance(row, bytes):
+                raise ValueError("not an envelope")
+            if row.keys() - {"event_id", "lineage", "branch", "node", "kind", "actor", "actor_node",
+                             "occurred_at", "caused_by", "schema_version", "payload"}:
+                raise ValueError("unknown field")
+            g = row.get
+            p = prepare(Draft(lineage=g("lineage"), kind=g("kind"), actor=g("actor"), payload=g("payload", {}),
+                              node=g("node"), branch=g("branch") or "main", actor_node=g("actor_node"),
+                              occurred_at=g("occurred_at") if g("occurred_at") is not None else "2000-01-01T00:00:00Z",
+                              caused_by=g("caused_by") or None, schema_version=g("schema_version"),
+                              event_id=g("event_id") or derived_event_id("src", where, raw)))
+        except (SchemaError, TypeError, ValueError):
+            assert i in bad and bad[i].offset == where and bad[i].raw == raw, (i, row)
+            continue
+        assert i not in bad, (row, bad[i].reason)
+        got = next(events)
+        assert (got["event_id"], got["lineage"], got["branch"], got["node"], got["kind"], got["actor_kind"],
+                got["actor"], got["actor_node"], got["payload"], got["schema_version"], got["caused_by"]) == \
+               (p.event_id, p.lineage, p.branch, p.node, p.kind, p.actor_kind, p.actor, p.actor_node,
+                p.payload_json, p.schema_version, p.caused_by), row
+        if row.get("occurred_at") is not None:
+            assert int(got["occurred_at"].timestamp() * 1_000_000) == p.occurred_us
+    assert next(events, None) is None
+
+
+def test_a_parquet_file_validated_in_a_worker_gives_the_same_log_as_one_process(tmp_path):
+    f = tmp_path / "w.parquet"
+    t = envelope_table(3000)
+    payload = t.column("payload").to_pylist()
+    payload[2500] = '{"metric": "acc", "value": NaN}'
+    pq.write_table(t.set_column(t.schema.get_field_index("payload"), "payload", pa.array(payload)), f,
+                   row_group_size=700)
+    results = []
+    for workers in (0, 1):
+        store = Store.init(tmp_path / f"store{workers}")
+        with Ingester(store, workers=workers, parallel_rows=0, parquet_rows=256) as ing:
+            report = ing.ingest([f])
+        assert (report.ingested, report.quarantined) == (2999, 1)
+        assert verify(store).ok
+        assert [r["row"] for r in iter_quarantine(store)] == [2500]
+        results.append(stored(store, "SELECT seq, event_id, payload::VARCHAR FROM events ORDER BY seq"))
+    assert results[0] == results[1]
+
+
+def test_a_parquet_file_stopped_inside_a_row_group_goes_on_from_the_row_it_reached(store, tmp_path):
+    f = tmp_path / "p.parquet"
+    pq.write_table(envelope_table(1000), f, row_group_size=300)
+    batches = iter(range(100))
+    with Ingester(store, parquet_rows=128, should_stop=lambda: next(batches) >= 5) as ing:
+        first = ing.ingest([f]).ingested
+    assert 0 < first < 1000 and first % 300 != 0
+    assert ingest(store, [f], parquet_rows=128).ingested == 1000 - first
+    assert [r[0] for r in stored(store)] == [f"01937f2a-0000-7000-8000-{i:012d}" for i in range(1000)]
+    assert verify(store).ok
+
+
+def test_chunks_end_after_the_last_whole_line_and_a_line_longer_than_a_chunk_is_kept_whole(tmp_path):
+    from lineage.ingest import _chunk_end, _work_jsonl
+
+    f = tmp_path / "c.jsonl"
+    f.write_bytes(b"a\nbb\n" + b"x" * 200_000 + b"\ncc")
+    with open(f, "rb") as fh:
+        fd = fh.fileno()
+        assert _chunk_end(fd, 0, 4) == (2, 200_008)
+        assert _chunk_end(fd, 0, 6) == (5, 200_008)
+        assert _chunk_end(fd, 5, 10) == (200_006, 200_008)  # the long line, whole
+        assert _chunk_end(fd, 200_006, 10) == (200_006, 200_008)  # an unterminated line: no chunk
+    st = f.stat()
+    f.write_bytes(b"a\nbb\n")  # rewritten, shorter, while being read
+    with pytest.raises(OSError, match="changed while it was being read"):
+        _work_jsonl(str(f), (st.st_dev, st.st_ino), 0, 9, False, "src")
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(b"a\nbb\n")
+    other.replace(f)  # replaced by another file, as long
+    with pytest.raises(OSError, match="changed while it was being read"):
+        _work_jsonl(str(f), (st.st_dev, st.st_ino), 0, 5, False, "src")
+
+
+def test_many_lines_with_bad_ones_in_several_slices_keep_their_line_numbers(store, tmp_path, monkeypatch):
+    import lineage.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "SLICE_ROWS", 64)
+    lines = [line(i) for i in range(500)]
+    for i in (3, 64, 200, 499):
+        lines[i] = b'{"lineage": "bulk", "kind": "score", "actor": "system:eval", "payload": {"value": 1}}\n'
+    f = write_lines(tmp_path / "s.jsonl", lines)
+    report = ingest(store, [f])
+    assert (report.ingested, report.quarantined) == (496, 4)
+    assert sorted(r["line"] for r in iter_quarantine(store)) == [4, 65, 201, 500]
+    assert [r[0][-3:] for r in stored(store)] == [f"{i:03d}" for i in range(500) if i not in (3, 64, 200, 499)]
+
+
+def test_a_segment_that_fails_while_it_is_written_leaves_nothing_and_the_next_run_completes_it(store, tmp_path,
+                                                                                               monkeypatch):
+    import lineage.ingest as ingest_module
+
+    f = write_lines(tmp_path / "a.jsonl", range(3000))
+    monkeypatch.setattr(ingest_module, "ROW_GROUP", 1000)  # the segment is written in pieces as the group grows
+    writes = iter(range(100))
+    real_write = pq.ParquetWriter.write_table
+
+    def fails_at_the_second_row_group(self, *args, **kwargs):
+        if next(writes) == 1:
+            raise OSError("No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", fails_at_the_second_row_group)
+    with pytest.raises(OSError, match="No space"), Ingester(store, bulk_bytes=0, chunk_bytes=40_000) as ing:
+        ing.ingest([f])
+    assert store.count() == 0 and not list(store.segments_dir.glob("*"))
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)
+    with Ingester(store, bulk_bytes=0, chunk_bytes=40_000) as ing:
+        assert ing.ingest([f]).ingested == 3000
+    assert store.count() == 3000 and verify(store).ok
+    with store.reader() as con:
+        (segment,) = con.execute("SELECT file FROM segments").fetchall()[0]
+    meta = pq.ParquetFile(store.segments_dir / segment).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(sizes) == 3000 and all(500 <= n <= 1000 for n in sizes[:-1]) and sizes[-1] <= 1000
+
+
+@pytest.mark.parametrize("occurred", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_falls_outside_years_1_to_9999_in_utc_is_quarantined_from_jsonl_and_parquet(
+        store, tmp_path, occurred):
+    f = write_lines(tmp_path / "t.jsonl", [line(1, occurred_at=occurred), line(2)])
+    t = pa.table({"lineage": ["L", "L"], "kind": ["score"] * 2, "actor": ["ai:x"] * 2,
+                  "event_id": ["01937f2a-0000-7000-8000-000000000101", "01937f2a-0000-7000-8000-000000000102"],
+                  "occurred_at": [occurred, "2025-01-01T00:00:00Z"], "payload": ['{"metric": "m", "value": 1}'] * 2})
+    pq.write_table(t, tmp_path / "t.parquet")
+    report = ingest(store, [f, tmp_path / "t.parquet"])
+    assert (report.ingested, report.quarantined) == (2, 2)
+    assert all(r["field"] == "occurred_at" for r in iter_quarantine(store))
+
+
+def test_a_group_chained_onto_an_open_commit_is_redone_when_another_writer_appends_meanwhile(store, tmp_path,
+                                                                                              monkeypatch):
+    # A bulk group is chained while the one before is still being committed; if the lease is
+    # handed over in between and another writer appends, that group must not be stored.
+    f = write_lines(tmp_path / "a.jsonl", range(4000))
+    real_hand_over = Ingester._hand_over
+    moved = []
+
+    def another_writer_appends_first(self, group):
+        if not moved:
+            self.writer.release()
+            with store.writer() as w:
+                w.append(prepare(Draft(lineage="other", kind="annotation", actor="human:a", payload={"text": "x"})))
+            moved.append(group.base)
+        return real_hand_over(self, group)
+
+    monkeypatch.setattr(Ingester, "_hand_over", another_writer_appends_first)
+    with Ingester(store, bulk_bytes=0, commit_events=500, chunk_bytes=16 << 10) as ing:
+        report = ing.ingest([f])
+    assert moved, "no group was chained onto an open commit"
+    assert (report.ingested, report.duplicates, report.quarantined) == (4000, 0, 0)
+    assert store.count() == 4001 and verify(store).ok
+    ids = [r[0] for r in stored(store)]
+    assert len(set(ids)) == 4001
