@@ -436,10 +436,9 @@ class LineageService:
         last. Reads what the tree and the detail pane would read one by one."""
         with self.session():
             lineages = self.lineages()
-            names = {li.name for li in lineages}
-            if not lineages:
+            name = first_lineage(lineages, prefer)
+            if name is None:
                 return Opening(lineages)
-            name = prefer if prefer in names else max(lineages, key=lambda li: li.last_seq).name
             roots = self.roots(name)
             if not roots.rows:
                 return Opening(lineages, name, roots)
@@ -947,6 +946,14 @@ class LineageService:
 # -- helpers -------------------------------------------------------------------------------------
 
 
+def first_lineage(lineages: list[LineageInfo], prefer: str | None = None) -> str | None:
+    """The lineage to open: ``prefer`` when there is one by that name, else the one
+    written to last."""
+    if any(li.name == prefer for li in lineages):
+        return prefer
+    return max(lineages, key=lambda li: li.last_seq).name if lineages else None
+
+
 def _main_first(branches: list[str]) -> list[str]:
     return sorted(branches, key=lambda b: (b != "main", b))
 
@@ -995,6 +1002,6 @@ def _local_path(uri: str | None) -> Path | None:
 
 __all__ = [
     "ArtifactRow", "Changes", "DiffEntry", "EventRow", "Filter", "GenerationStat", "LARGE_LINEAGE", "LEVELS", "LineageInfo",
-    "LineageService", "Metric", "NodeDetail", "NodeRow", "Opening", "Page", "SIGNALS", "STAGES", "ScoreRow", "SignalRow",
+    "LineageService", "Metric", "first_lineage", "NodeDetail", "NodeRow", "Opening", "Page", "SIGNALS", "STAGES", "ScoreRow", "SignalRow",
     "StoreLocked",
 ]

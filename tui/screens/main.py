@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from lineage.service import Changes, Filter, LineageInfo, Metric, NodeRow, Opening
+from lineage.service import Changes, Filter, LineageInfo, Metric, NodeRow, Opening, first_lineage
 from tui import actions
 from tui.screens.dialogs import ChoiceDialog, ConfirmDialog, FilterDialog, InputDialog
 from tui.screens.generations import GenerationsScreen
@@ -120,10 +120,8 @@ class MainScreen(ReportsWorkerErrors, Screen):
             return
         if opening is not None and opening.lineage in names:
             self.open_lineage(opening.lineage, opening=opening)
-        elif prefer in names:
-            self.open_lineage(prefer)
-        elif lineages:
-            self.open_lineage(max(lineages, key=lambda li: li.last_seq).name)
+        elif (name := first_lineage(lineages, prefer)) is not None:
+            self.open_lineage(name)
         else:
             self.genealogy.show(View())
             self.draw_status()
