@@ -77,6 +77,7 @@ import pyarrow.parquet as pq
 from lineage.db import first_row
 from lineage.fastprepare import EnvelopeChecker, payload_texts, timestamp_us
 from lineage.objects import sha256_file
+from lineage.payload_shapes import canonical_payloads, place
 from lineage.segments import ROW_GROUP, _quote, events_view_sql, registered_files, segment_name
 from lineage.store import ARROW_SCHEMA, HOT_SCHEMA, YIELD_AFTER, Store, Writer, _waiters
 from schemas import Draft, prepare
@@ -591,9 +592,19 @@ def parse_parquet(batch: pa.RecordBatch, first_row: int, source: str, ck: Envelo
     else:  # a struct payload did not come through orjson: only prepare() may judge it
         payload, ok = pa.nulls(n, pa.binary()), pa.repeat(_FALSE, n)
     kind = pc.if_else(ok, cols["kind"], _NULL_TEXT)
-    with _no_gc():
-        texts = [_payload_column(kind.slice(i, SLICE_ROWS), payload.slice(i, SLICE_ROWS)) for i in range(0, n, SLICE_ROWS)]
-    cols["payload"] = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
+    # Payloads in the shapes a batch mostly holds are made canonical column-wise; the rest
+    # one by one in Python, a slice at a time; rows not asked for (kind null) get null.
+    rows, texts, rest = canonical_payloads(kind, payload)
+    pieces = [texts]
+    if len(rest):
+        kind_left, payload_left = kind.take(rest), payload.take(rest)
+        with _no_gc():
+            pieces += [_payload_column(kind_left.slice(i, SLICE_ROWS), payload_left.slice(i, SLICE_ROWS))
+                       for i in range(0, len(rest), SLICE_ROWS)]
+    unasked = pc.indices_nonzero(pc.is_null(kind))
+    pieces.append(pa.nulls(len(unasked), pa.string()))
+    texts = place(pa.concat_arrays([rows, rest.cast(rows.type), unasked.cast(rows.type)]), pa.concat_arrays(pieces))
+    cols["payload"] = texts
     ok = pc.and_(ok, pc.is_valid(cols["payload"]))
     slow_rows, slow_index, bad = [], [], []
     for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
@@ -942,6 +953,18 @@ class _Workers:
                 self._ready[k] = True
             while self._ready[k] and self._given[k] < self.WAITING:
                 yield k
+
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far (Linux; 0 where unknown)."""
+        total = 0.0
+        for proc in self.procs:
+            try:
+                with open(f"/proc/{proc.pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()  # after the command name
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
 
     def _answered(self, k: int) -> bool:
         """Whether worker ``k`` has (begun to) send a message."""
@@ -1431,8 +1454,13 @@ class Ingester:
         if parallel and not (self._pool and self._pool.procs):
             workers = self.workers
             if workers is None:
-                # Ingest alone for a moment, and see whether another CPU idles meanwhile.
-                idle, started = _idle_cpu_seconds(), time.monotonic()
+                # Ingest here for a moment and see how much CPU the rest of the machine uses
+                # meanwhile. Workers start at once, as if they will pay (they take ~0.4 s to
+                # import what they need), and stop if they will not.
+                idle = _idle_cpu_seconds()
+                guess = (os.cpu_count() or 1) > 1 and WORKERS[fmt] if idle is not None else default_workers(fmt)
+                self._pool = _Workers(guess) if guess else None
+                mine, started = time.process_time(), time.monotonic()
                 for name, args, meta in tasks:
                     yield _TASKS[name](*args), meta
                     if time.monotonic() - started >= SAMPLE_SECONDS:
@@ -1440,9 +1468,17 @@ class Ingester:
                 else:
                     return
                 idle_now, elapsed = _idle_cpu_seconds(), time.monotonic() - started
-                workers = default_workers(fmt, None if idle is None or idle_now is None
-                                          else (idle_now - idle) / elapsed)
-            if workers:
+                if idle is None or idle_now is None:
+                    workers = guess
+                else:
+                    # what neither this process nor its workers used, nor the CPUs idled away
+                    used = time.process_time() - mine + (self._pool.cpu_seconds() if self._pool else 0.0)
+                    others = ((os.cpu_count() or 1) * elapsed - (idle_now - idle) - used) / elapsed
+                    workers = default_workers(fmt, (os.cpu_count() or 1) - 1 - others)
+                if self._pool is not None and len(self._pool.procs) != workers:
+                    self._pool.close(abort=True)
+                    self._pool = None
+            if workers and self._pool is None:
                 self._pool = _Workers(workers)
         if parallel and self._pool and self._pool.procs:
             yield from self._pool.run(tasks)

@@ -1,0 +1,94 @@
+"""Column-wise canonical payloads (``lineage.payload_shapes``) against ``prepare``.
+
+Whatever the column-wise path decides must be exactly the JSON ``prepare`` stores for that
+payload, and what it cannot decide must be left to Python, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_ingest import _slow, payloads
+
+from lineage.payload_shapes import canonical_payloads, place
+from schemas.payloads import MODELS
+
+
+def decide(kind: str | None, texts: list[str | None]) -> dict[int, str | None]:
+    """Row -> canonical text (None: left to Python), checking every asked row is answered once."""
+    kinds = pa.array([kind] * len(texts), pa.string())
+    rows, made, left = canonical_payloads(kinds, pa.array(texts, pa.string()).cast(pa.binary()))
+    answered = rows.to_pylist() + left.to_pylist()
+    assert sorted(answered) == (list(range(len(texts))) if kind else []), "each asked row once"
+    out = dict.fromkeys(left.to_pylist())
+    out.update(zip(rows.to_pylist(), made.to_pylist(), strict=True))
+    return out
+
+
+def styles(p: dict) -> list[str]:
+    """The same payload as different producers write it."""
+    return [
+        json.dumps(p, separators=(",", ":"), ensure_ascii=False),
+        json.dumps(p),  # spaces, and \\u escapes for anything beyond ASCII
+        json.dumps(dict(reversed(list(p.items()))), ensure_ascii=False, indent=1),
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_payload_made_canonical_column_wise_is_the_json_prepare_stores(kind, data):
+    batch = data.draw(st.lists(payloads(kind), min_size=1, max_size=6))
+    texts = [t for p in batch for t in styles(p)]
+    for row, made in decide(kind, texts).items():
+        if made is not None:
+            assert made == _slow(kind, json.loads(texts[row])), texts[row]
+
+
+def test_the_common_shapes_are_decided_column_wise_and_the_odd_ones_left_to_python():
+    texts = [
+        '{"metric": "acc", "value": 0.5, "split": "eval"}',   # 0: learned shape
+        '{"metric": "acc", "value": 2, "split": "dev"}',      # 1: same shape, an integer made 2.0
+        '{"metric":"f1","value":0.25,"notes":"x"}',           # 2: another shape, an extra key
+        '{"metric": "", "value": 0.5, "split": "eval"}',      # 3: empty metric: refused by the model
+        '{"metric": "acc", "value": -0, "split": "eval"}',    # 4: integer -0 is 0.0 to orjson
+        '{"metric": "acc", "value": 1e-06, "split": "eval"}',  # 5: orjson writes 1e-6
+        '{"metric": "acc", "value": 1e16, "split": "eval"}',   # 6: orjson writes 1e16
+        '{"metric": "caf\\u00e9", "value": 0.5, "split": "eval"}',  # 7: an escape orjson does not write
+        '{"metric": "acc", "value": 0.5, "value": 0.7, "split": "eval"}',  # 8: a key twice
+        '{"metric": "acc", "value": NaN, "split": "eval"}',   # 9: not JSON
+        None,                                                 # 10: no payload: {}
+    ]
+    got = decide("score", texts)
+    assert got[0] == '{"higher_is_better":true,"metric":"acc","split":"eval","value":0.5}'
+    assert got[1] == '{"higher_is_better":true,"metric":"acc","split":"dev","value":2.0}'
+    assert got[2] == '{"higher_is_better":true,"metric":"f1","notes":"x","split":"public","value":0.25}'
+    assert all(got[i] is None for i in range(3, 11))
+
+
+def test_constraints_of_the_model_hold_column_wise():
+    runs = ['{"status": "ok", "command": "x", "duration_s": 1.5}', '{"status": "ok", "command": "x", "duration_s": -1.5}',
+            '{"status": "maybe", "command": "x", "duration_s": 1.5}']
+    got = decide("run", runs)
+    assert got[1] is None and got[2] is None  # below ge=0; not one of the Literal's values
+    datasets = ['{"name": "d", "role": "eval", "rows": 5}', '{"name": "d", "role": "eval", "rows": -5}',
+                '{"name": "d", "role": "eval", "rows": 5.0}']
+    got = decide("dataset", datasets)
+    assert got[0] == '{"name":"d","role":"eval","rows":5}'
+    assert got[1] is None and got[2] is None  # negative; a float where an integer belongs
+
+
+def test_invalid_utf8_leaves_every_row_to_python():
+    kinds = pa.array(["score", "score"], pa.string())
+    texts = pa.array([b'{"metric": "a", "value": 1.0}', b'{"metric": "\xff", "value": 1.0}'], pa.binary())
+    rows, made, left = canonical_payloads(kinds, texts)
+    assert len(rows) == 0 and left.to_pylist() == [0, 1]
+
+
+def test_place_puts_pieces_back_in_row_order():
+    rows = pa.array([3, 0, 2, 1], pa.uint64())
+    assert place(rows, pa.array(["d", "a", "c", "b"])).to_pylist() == ["a", "b", "c", "d"]
