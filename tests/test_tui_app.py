@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from test_tui_fixtures import settle
 from textual.widgets import DataTable, Input, Static
 
 from lineage.store import Store
@@ -26,25 +27,6 @@ pytest_plugins = ["test_tui_fixtures"]
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def settle(pilot, rounds: int = 6) -> None:
-    """Let workers finish and their messages land (loads can chain: roots, then a root's children;
-    lineage-wide facts start on a timer after the first screen)."""
-    app = pilot.app
-    await pilot.pause(0.4)
-    # The lineage-wide facts (best node, signal marks) start on a timer; on a busy machine
-    # that timer can fire after the workers above have finished: wait for it too.
-    deadline = time.monotonic() + 10
-    while getattr(getattr(app, "main", None), "extras_pending", False) and time.monotonic() < deadline:
-        await pilot.pause(0.05)
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
-        if not any(w.is_running for w in app.workers):
-            await pilot.pause(0.05)
-            if not any(w.is_running for w in app.workers):
-                return
 
 
 def text_of(widget) -> str:

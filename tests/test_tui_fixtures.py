@@ -13,6 +13,7 @@ tests that write to a store use ``demo_copy``.
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,30 @@ from lineage.store import Store
 from lineage.tracker import Tracker
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+async def settle(pilot, rounds: int = 6) -> None:
+    """Let the app come up, its workers finish and their messages land.
+
+    In order: the first screen (read in a thread while Textual starts: on a busy machine
+    that takes longer than any fixed pause), the lineage-wide facts (best node, signal
+    marks: they start on a timer once a lineage is open), then the workers' loads, which
+    can chain (roots, then a root's children)."""
+    app = pilot.app
+    deadline = time.monotonic() + 10
+    await pilot.pause(0.05)
+    while not getattr(app, "ready", True) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    main = getattr(app, "_main", None)
+    while main is not None and main.extras_pending and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+        if not any(w.is_running for w in app.workers):
+            await pilot.pause(0.05)
+            if not any(w.is_running for w in app.workers):
+                return
 
 SOLVER = "def solve(xs):\n    return sorted(xs)\n"
 TESTS = "from solver import solve\n\n\ndef test_sorted():\n    assert solve([2, 1]) == [1, 2]\n"

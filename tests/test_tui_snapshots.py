@@ -7,6 +7,7 @@ and look at the SVGs in tests/__snapshots__/ before committing them.
 from __future__ import annotations
 
 import pytest
+from test_tui_fixtures import settle
 from textual.widgets import Input
 
 from tui.app import create_app
@@ -18,10 +19,7 @@ pytest_plugins = ["test_tui_fixtures"]
 
 async def _settle(pilot) -> None:
     app = pilot.app
-    await pilot.pause(0.4)  # lineage-wide facts (best node, signals) start on a timer
-    for _ in range(8):
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.05)
+    await settle(pilot, rounds=8)
     for field in app.screen.query(Input):
         field.cursor_blink = False
 
