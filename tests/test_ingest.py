@@ -663,13 +663,13 @@ envelopes = st.fixed_dictionaries({}, optional={
                      min_size=1, max_size=15), slice_rows=st.sampled_from([1, 4, 4096]))
 def test_lines_are_judged_in_bulk_exactly_as_prepare_judges_each(rows, slice_rows):
     """Many lines at once (in slices of any size) come out as each line alone through prepare()."""
-    from lineage import ingest as ingest_module
+    from lineage import ingest_parse
     from lineage.ingest import derived_event_id
 
     raws = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in rows]  # (2**70 too)
     data = b"\n".join(raws) + b"\n"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest_module, "SLICE_ROWS", slice_rows)
+        mp.setattr(ingest_parse, "SLICE_ROWS", slice_rows)
         parsed = parse_jsonl(data, 1000, "src")
     events = iter(parsed.events.to_pylist())
     bad = {b.index: b for b in parsed.bad}
@@ -737,7 +737,8 @@ def test_a_parquet_file_stopped_inside_a_row_group_goes_on_from_the_row_it_reach
 
 
 def test_chunks_end_after_the_last_whole_line_and_a_line_longer_than_a_chunk_is_kept_whole(tmp_path):
-    from lineage.ingest import _chunk_end, _work_jsonl
+    from lineage.ingest import _chunk_end
+    from lineage.ingest_parse import _work_jsonl
 
     f = tmp_path / "c.jsonl"
     f.write_bytes(b"a\nbb\n" + b"x" * 200_000 + b"\ncc")
@@ -759,9 +760,9 @@ def test_chunks_end_after_the_last_whole_line_and_a_line_longer_than_a_chunk_is_
 
 
 def test_many_lines_with_bad_ones_in_several_slices_keep_their_line_numbers(store, tmp_path, monkeypatch):
-    import lineage.ingest as ingest_module
+    import lineage.ingest_parse as ingest_parse
 
-    monkeypatch.setattr(ingest_module, "SLICE_ROWS", 64)
+    monkeypatch.setattr(ingest_parse, "SLICE_ROWS", 64)
     lines = [line(i) for i in range(500)]
     for i in (3, 64, 200, 499):
         lines[i] = b'{"lineage": "bulk", "kind": "score", "actor": "system:eval", "payload": {"value": 1}}\n'

@@ -58,6 +58,12 @@ def test_importing_lineage_loads_neither_textual_nor_the_higher_layers():
     assert not loaded & {"textual", "tui", "replay"}
 
 
+def test_an_ingest_worker_loads_no_duckdb():
+    # a worker process starts for every large ingest: what it imports is paid each time
+    loaded = loaded_after("from lineage.ingest_workers import worker_main")
+    assert not loaded & {"duckdb", "textual", "tui", "replay"}
+
+
 def test_importing_the_cli_does_not_load_textual():
     loaded = loaded_after("import lineage.cli")
     assert "textual" not in loaded
