@@ -414,3 +414,102 @@ async def test_a_failing_store_read_shows_an_error_dialog(app, monkeypatch):
         await settle(pilot)
         assert isinstance(app.screen, ErrorDialog)
         assert "disk on fire" in app.screen.message
+
+
+# -- children read ahead while the cursor rests ---------------------------------------------------
+
+@pytest.fixture
+def wide_store(tmp_path) -> Store:
+    """A root with two children, one of which (hub) has 150 children of its own."""
+    store = Store.init(tmp_path / "wide")
+    with Tracker(store, lineage="wide", actor="ai:coder") as t, t.batch():
+        t.record("node_created", {"parents": []}, node="root")
+        t.record("node_created", {"parents": ["root"]}, node="hub")
+        t.record("node_created", {"parents": ["root"]}, node="leaf")
+        for i in range(150):
+            t.record("node_created", {"parents": ["hub"]}, node=f"c{i:03d}")
+    return store
+
+
+def count_children_reads(app, monkeypatch, *, delay: float = 0.0, fail_first: bool = False) -> list[str]:
+    """Record each read of a node's children by the app (optionally slow, or failing once)."""
+    calls: list[str] = []
+    real = app.service.children
+
+    def children(lineage, node, **kw):
+        calls.append(node)
+        time.sleep(delay)
+        if fail_first and calls.count(node) == 1:
+            raise RuntimeError("disk hiccup")
+        return real(lineage, node, **kw)
+
+    monkeypatch.setattr(app.service, "children", children)
+    return calls
+
+
+async def put_cursor_on(app, pilot, node: str) -> None:
+    tree = app.main.genealogy
+    tree.move_cursor(tree._shown[node][0])
+    await pilot.pause(0)
+
+
+async def test_a_node_with_many_children_has_them_read_while_the_cursor_rests(wide_store, monkeypatch):
+    app = create_app(wide_store.root, lineage="wide", poll_interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        calls = count_children_reads(app, monkeypatch)
+        await put_cursor_on(app, pilot, "leaf")  # no children: nothing to read
+        await pilot.pause(0.2)
+        await put_cursor_on(app, pilot, "hub")
+        await pilot.pause(0.2)
+        await settle(pilot)
+        assert calls == ["hub"]
+        await pilot.press("l")
+        await pilot.pause(0)  # shown in the frame after the key: no query in between
+        assert any(ln.startswith("c149 ") for ln in tree_lines(app))
+        await settle(pilot)
+        assert calls == ["hub"]
+
+
+async def test_an_expand_during_the_read_ahead_waits_for_it_instead_of_reading_again(wide_store, monkeypatch):
+    app = create_app(wide_store.root, lineage="wide", poll_interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        calls = count_children_reads(app, monkeypatch, delay=0.4)
+        await put_cursor_on(app, pilot, "hub")
+        await pilot.pause(0.15)  # read ahead under way
+        await pilot.press("l")
+        await settle(pilot)
+        assert calls == ["hub"]
+        assert sum(ln.startswith("c") for ln in tree_lines(app)) == 150
+
+
+async def test_a_failed_read_ahead_is_read_again_by_the_expand_that_waited_for_it(wide_store, monkeypatch):
+    app = create_app(wide_store.root, lineage="wide", poll_interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        calls = count_children_reads(app, monkeypatch, delay=0.3, fail_first=True)
+        await put_cursor_on(app, pilot, "hub")
+        await pilot.pause(0.15)
+        await pilot.press("l")
+        await settle(pilot)
+        assert calls == ["hub", "hub"]
+        assert sum(ln.startswith("c") for ln in tree_lines(app)) == 150
+        assert not isinstance(app.screen, ErrorDialog)
+
+
+async def test_children_read_ahead_are_read_again_once_the_loop_adds_one(wide_store, monkeypatch):
+    app = create_app(wide_store.root, lineage="wide", poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await put_cursor_on(app, pilot, "hub")
+        await pilot.pause(0.2)
+        await settle(pilot)
+        with Tracker(wide_store, lineage="wide", actor="ai:coder") as t:
+            t.record("node_created", {"parents": ["hub"]}, node="c150")
+        deadline = time.monotonic() + 2  # (well within PREFETCH_FRESH: the page is not just old)
+        while app.main.genealogy._prefetched.get("hub") is not None and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        await pilot.press("l")
+        await settle(pilot)
+        assert any(ln.startswith("c150 ") for ln in tree_lines(app))

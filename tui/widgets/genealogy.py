@@ -9,10 +9,15 @@ where the line forks.
 All loading happens in thread workers that post ``PageLoaded``; the tree keeps, per
 lineage node id, the tree nodes showing it, so live changes, jumps and reloads find them
 without walking the tree. A reload keeps the cursor and every expanded node by id.
+
+A node with many children has their first page read as soon as the cursor rests on it
+(``PREFETCH_REST``): expanding it then shows them without waiting for the query, and an
+expand that comes while that read is under way waits for it rather than asking again.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -26,6 +31,10 @@ from textual.widgets.tree import TreeNode
 from lineage.service import Filter, LineageService, NodeRow, Opening, Page
 from tui.format import node_label
 from tui.workers import ReportsWorkerErrors
+
+PREFETCH_CHILDREN = 100  # nodes with this many children have them read when the cursor rests
+PREFETCH_REST = 0.03  # s: longer than between two moves of a held arrow key (so none are read then)
+PREFETCH_FRESH = 3.0  # s a page read ahead is used for; after that, expanding reads it again
 
 
 @dataclass
@@ -69,6 +78,13 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
             self.replace = replace
             super().__init__()
 
+    class ChildrenReadAhead(Message):
+        def __init__(self, owner: str, page: Page | None, epoch: int) -> None:
+            self.owner = owner
+            self.page = page  # None: the read failed
+            self.epoch = epoch
+            super().__init__()
+
     class RowFocused(Message):
         """The cursor is on a lineage node (debounce before loading its detail)."""
 
@@ -97,7 +113,11 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         self._reveal: list[str] = []
         self._reveal_target: str | None = None
         self._open_first = False
-        self._prefetched: dict[str | None, Page] = {}  # first pages read with the first screen
+        self._prefetched: dict[str | None, Page] = {}  # first pages read ahead (with the first screen, or on a rest)
+        self._read_ahead_at: dict[str, float] = {}  # when a page read on a rest was read
+        self._reading_ahead: str | None = None  # whose children are being read ahead
+        self._waiting: dict[str, TreeNode[Slot]] = {}  # expands waiting for that read
+        self._rest_timer = None
 
     # Labels are drawn when a line is rendered (only the lines in view), not when a node
     # is added: a family of 1,000 children then costs 1,000 plain strings, not 1,000
@@ -143,6 +163,9 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         self._shown.clear()
         self.root.data = Slot("note", loaded=False)
         self._prefetched = {}
+        self._read_ahead_at.clear()
+        self._waiting.clear()
+        self._reading_ahead = None
         if opening is not None and opening.lineage == view.lineage and view.branch is None and view.flt.empty:
             self._prefetched[None] = opening.roots
             if opening.expanded is not None and opening.children is not None:
@@ -171,10 +194,70 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         owner = None if holder is self.root else (slot.row.node if slot.row else None)
         links = slot.row is not None and slot.row.links > 0
         page = self._prefetched.pop(owner, None) if offset == 0 else None
-        if page is not None:  # read with the first screen: shown in the same frame
+        read_at = self._read_ahead_at.pop(owner, None) if owner is not None else None
+        if page is not None and read_at is not None and time.monotonic() - read_at > PREFETCH_FRESH:
+            page = None  # read ahead too long ago: the loop may have added children since
+        if page is not None:  # read ahead: shown in the same frame
             self._apply_page(holder, page, slot.token, self._epoch, replace)
             return
+        if offset == 0 and replace and owner is not None and owner == self._reading_ahead:
+            self._waiting[owner] = holder  # being read already: shown when it arrives
+            return
+        if self._rest_timer is not None:  # read now: not ahead as well
+            self._rest_timer.stop()
+            self._rest_timer = None
         self._fetch(holder, owner, offset, slot.token, self._epoch, replace, self.view, links)
+
+    def _rest_on(self, tn: TreeNode[Slot]) -> None:
+        """The cursor moved to ``tn``: once it rests there, read its children ahead."""
+        if self._rest_timer is not None:
+            self._rest_timer.stop()
+            self._rest_timer = None
+        slot = tn.data
+        if (slot is None or slot.kind != "node" or slot.loaded or slot.row is None or not tn.allow_expand
+                or slot.row.children < PREFETCH_CHILDREN):
+            return
+        owner = slot.row.node
+        if owner in self._prefetched or owner == self._reading_ahead:
+            return
+        self._rest_timer = self.set_timer(PREFETCH_REST, lambda: self._start_reading_ahead(tn, owner))
+
+    def _start_reading_ahead(self, tn: TreeNode[Slot], owner: str) -> None:
+        self._rest_timer = None
+        if self.cursor_node is not tn or tn.data.loaded or self._reading_ahead is not None:
+            return
+        self._reading_ahead = owner
+        self._read_ahead(owner, self._epoch, self.view, tn.data.row.links > 0)
+
+    @work(thread=True, group="tree-read-ahead", exit_on_error=False)
+    def _read_ahead(self, owner: str, epoch: int, view: View, links: bool) -> None:
+        try:
+            page = self.service.children(view.lineage, owner, branch=view.branch, offset=0, links=links)
+        except Exception:  # noqa: BLE001 - nobody asked yet: an expand reads again, and says why it fails
+            page = None
+        self.post_message(self.ChildrenReadAhead(owner, page, epoch))
+
+    @on(ChildrenReadAhead)
+    def _on_read_ahead(self, message: ChildrenReadAhead) -> None:
+        message.stop()
+        if self._reading_ahead == message.owner:
+            self._reading_ahead = None
+        if message.epoch != self._epoch:
+            return
+        holder = self._waiting.pop(message.owner, None)
+        if holder is not None:  # expanded while it was read
+            if holder.tree is self:
+                if message.page is None:
+                    self._load(holder, offset=0, replace=True)
+                else:
+                    self._apply_page(holder, message.page, holder.data.token, self._epoch, True)
+            return
+        if message.page is not None:
+            for old in list(self._read_ahead_at):  # keep one: the latest
+                self._prefetched.pop(old, None)
+                del self._read_ahead_at[old]
+            self._prefetched[message.owner] = message.page
+            self._read_ahead_at[message.owner] = time.monotonic()
 
     @work(thread=True, group="tree-load", exit_on_error=False)
     def _fetch(self, holder, owner: str | None, offset: int, token: int, epoch: int, replace: bool, view: View,
@@ -327,6 +410,7 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         event.stop()
         slot = event.node.data
         self.post_message(self.RowFocused(slot.row if slot and slot.kind in ("node", "link") else None))
+        self._rest_on(event.node)
 
     def action_collapse_or_parent(self) -> None:
         tn = self.cursor_node
@@ -456,6 +540,9 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
     def apply_changes(self, new_nodes: list[NodeRow], touched: list[NodeRow]) -> None:
         """Show what a loop just recorded: relabel changed nodes, reload the lists that
         gained a node (keeping the cursor and what is expanded)."""
+        for owner in list(self._read_ahead_at):  # pages read ahead may lack the new nodes
+            self._prefetched.pop(owner, None)
+            del self._read_ahead_at[owner]
         holders: dict[int, TreeNode[Slot]] = {}
         for row in touched + new_nodes:
             for tn in self._shown.get(row.node, []):
