@@ -174,14 +174,24 @@ def _known_ids(con: duckdb.DuckDBPyConnection, store: Store, ids: pa.Array,
     if pending:
         con.register("_ingest_pending", pa.table({"event_id": pa.chunked_array(pending, pa.string())}))
         sources.append("SELECT event_id FROM _ingest_pending")
-    con.register("_ingest_ids", pa.table({"event_id": ids}))
+    union = " UNION ALL ".join(sources)
     try:
-        rows = con.execute(
-            f"SELECT DISTINCT event_id FROM ({' UNION ALL '.join(sources)}) "
-            "WHERE event_id BETWEEN ? AND ? AND event_id IN (SELECT event_id FROM _ingest_ids)",
-            [lo, hi]).fetchall()
+        # The ids stored within that range, when there are few (with time-ordered ids, none:
+        # the statistics answer without reading a row); else DuckDB joins them to ``ids``.
+        cap = 4 * len(ids)
+        near = con.execute(f"SELECT event_id FROM ({union}) WHERE event_id BETWEEN ? AND ? LIMIT {cap + 1}",
+                           [lo, hi]).fetchall()
+        if len(near) <= cap:
+            return {r[0] for r in near} & set(ids.to_pylist()) if near else set()
+        con.register("_ingest_ids", pa.table({"event_id": ids}))
+        try:
+            rows = con.execute(
+                f"SELECT DISTINCT event_id FROM ({union}) "
+                "WHERE event_id BETWEEN ? AND ? AND event_id IN (SELECT event_id FROM _ingest_ids)",
+                [lo, hi]).fetchall()
+        finally:
+            con.unregister("_ingest_ids")
     finally:
-        con.unregister("_ingest_ids")
         if pending:
             con.unregister("_ingest_pending")
     return {r[0] for r in rows}

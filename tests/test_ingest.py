@@ -839,3 +839,18 @@ def test_a_group_chained_onto_an_open_commit_is_redone_when_another_writer_appen
     assert store.count() == 4001 and verify(store).ok
     ids = [r[0] for r in stored(store)]
     assert len(set(ids)) == 4001
+
+
+def test_random_ids_already_stored_are_found_among_many_in_the_same_range(store, tmp_path):
+    """With random (UUIDv4) ids every batch spans nearly the whole id range: the stored ids
+    in it are too many to fetch, and the duplicates are found by a join instead."""
+    import uuid
+
+    ids = [str(uuid.uuid4()) for _ in range(3000)]
+    first = write_lines(tmp_path / "a.jsonl", [line(i, event_id=e) for i, e in enumerate(ids)])
+    assert ingest(store, [first]).ingested == 3000
+    again = [ids[5], ids[1500], str(uuid.uuid4()), ids[2999], str(uuid.uuid4())]
+    second = write_lines(tmp_path / "b.jsonl", [line(i, event_id=e) for i, e in enumerate(again)])
+    report = ingest(store, [second])
+    assert (report.ingested, report.duplicates) == (2, 3)
+    assert stored(store, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(3002, 3002)]
