@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import time
 from collections import deque
@@ -271,8 +272,9 @@ def write_segment(store: Store, table: pa.Table) -> tuple[Path, str, int]:
     return _put_in_place(tmp, final)
 
 
-def _put_in_place(tmp: Path, final: Path) -> tuple[Path, str, int]:
-    """Make a written segment file durable under its name: (path, sha256, size)."""
+def _put_in_place(tmp: Path, final: Path, digest: str | None = None) -> tuple[Path, str, int]:
+    """Make a written segment file durable under its name: (path, sha256, size). ``digest``:
+    its sha256, when taken as it was written (else the file is read again for it)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -282,7 +284,37 @@ def _put_in_place(tmp: Path, final: Path) -> tuple[Path, str, int]:
             os.fsync(fd)
         finally:
             os.close(fd)
-    return final, sha256_file(final), final.stat().st_size
+    return final, digest or sha256_file(final), final.stat().st_size
+
+
+class _HashingSink(io.RawIOBase):
+    """A file that hashes what is written to it: the segment's sha256 is known once it is
+    written, instead of after reading ~100 MB back at the commit, which waits for it."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = self._file.write(data)
+        self.sha.update(memoryview(data)[:n])
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        super().close()  # (flushes first)
+        self._file.close()
 
 
 class _SegmentFile:
@@ -304,6 +336,7 @@ class _SegmentFile:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ingest-segment")
         self._writes: deque[Future] = deque()
         self._writer: pq.ParquetWriter | None = None
+        self._sink: _HashingSink | None = None
         self._buffered: list[pa.Table] = []
         self._rows = 0  # buffered
         self._written = 0  # events in the file
@@ -324,7 +357,8 @@ class _SegmentFile:
             while self._rows >= ROW_GROUP // 2 or (table is None and self._rows):
                 rows = pa.concat_tables(self._buffered)
                 if self._writer is None:
-                    self._writer = pq.ParquetWriter(self.tmp, rows.schema, **_SEGMENT_OPTIONS)
+                    self._sink = _HashingSink(self.tmp)
+                    self._writer = pq.ParquetWriter(self._sink, rows.schema, **_SEGMENT_OPTIONS)
                 group = rows.slice(0, ROW_GROUP)
                 self._writer.write_table(group, row_group_size=ROW_GROUP)
                 self._written += group.num_rows
@@ -332,6 +366,7 @@ class _SegmentFile:
                 self._buffered, self._rows = ([rest] if rest.num_rows else []), rest.num_rows
             if table is None and self._writer is not None:
                 self._writer.close()
+                self._sink.close()
         except BaseException as exc:
             self._error = exc
             raise
@@ -352,13 +387,16 @@ class _SegmentFile:
         self._write(None)
         if self._written != last - first + 1:
             raise RuntimeError(f"{self.tmp}: {self._written} events written, not {last - first + 1}")
-        return _put_in_place(self.tmp, self.dir / segment_name(first, last))
+        return _put_in_place(self.tmp, self.dir / segment_name(first, last), self._sink.sha.hexdigest())
 
     def abort(self) -> None:
         self._thread.shutdown(cancel_futures=True)
         with suppress(Exception):
             if self._writer is not None:
                 self._writer.close()
+        with suppress(Exception):
+            if self._sink is not None:
+                self._sink.close()
         self.tmp.unlink(missing_ok=True)
 
 
