@@ -20,6 +20,7 @@ checks with generated payloads that every text made here is the one ``prepare`` 
 
 from __future__ import annotations
 
+import itertools
 import re
 import types
 import typing
@@ -29,6 +30,7 @@ import annotated_types
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from lineage.fastprepare import PAYLOAD_CHECKS
@@ -52,6 +54,7 @@ _NATURAL = r"(?:0|[1-9][0-9]{0,17})"
 # captures ~2x faster than with alternatives that overlap.
 _NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _BOOL = "(?:true|false)"
+_STR_LIST = rf"\[(?:{_STR}(?:,{_STR})*)?\]"  # written without spaces, as orjson writes it
 _WS = r"[ \t\n\r]*"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CLASS_PATTERN = re.compile(r"\^(\[[0-9a-zA-Z\-]*\](?:\{[0-9]+(?:,[0-9]+)?\})?)\$")
@@ -65,49 +68,66 @@ class _Value:
     is_float: bool = False
     ge: float | None = None
     only_floats: bool = False  # refuse what orjson reads as an integer (kept as one, not made a float)
+    parts: tuple | None = None  # an object: how its own keys are written (see _Shape.parts)
 
 
 @dataclass
 class _Shape:
     kind: str
     regex: str  # matches exactly the texts of this shape whose values pass the model's checks
-    parts: list[tuple[str, str, bool]]  # sorted by key: (key, capture name or constant JSON, is a capture)
+    # Sorted by key, what each key of the object is written as: ("capture", name): the text
+    # captured; ("const", json): a default; ("object", parts): a nested object, the same way.
+    parts: list[tuple[str, tuple]]
     floats: dict[str, _Value]  # captures made floats, and how
 
     def apply(self, texts: pa.Array) -> pa.Array:
         """Canonical text of each row of this shape; null for the others."""
         n = len(texts)
-        if any(is_capture for _key, _source, is_capture in self.parts):
+        names = _captures(self.parts)
+        values: dict[str, pa.Array] = {}
+        if names:
             captured = pc.extract_regex(texts, self.regex)
-        else:
-            matched = pc.match_substring_regex(texts, self.regex)
-        values = {}
-        for _key, source, is_capture in self.parts:
-            if is_capture:
-                col = pc.struct_field(captured, source)  # null where the row did not match (.field() would not say)
-                if source in self.floats:
-                    col = _canonical_float(col, self.floats[source])
-                values[source] = col
+            for name in names:
+                col = pc.struct_field(captured, name)  # null where the row did not match (.field() would not say)
+                values[name] = _canonical_float(col, self.floats[name]) if name in self.floats else col
         pieces: list = []
-        text = "{"
-        for i, (key, source, is_capture) in enumerate(self.parts):
-            text += ("," if i else "") + orjson.dumps(key).decode() + ":"
-            if is_capture:
-                pieces += [text, values[source]]
-                text = ""
-            else:
-                text += source
-        text += "}"
-        if not any(isinstance(p, pa.Array) for p in pieces):
-            const = pa.scalar(text, pa.string())
-            return pc.if_else(pc.fill_null(matched, False), const, pa.scalar(None, pa.string()))
-        pieces.append(text)
+        tail = _write(self.parts, values, pieces, "")
+        if not pieces:
+            matched = pc.fill_null(pc.match_substring_regex(texts, self.regex), False)
+            return pc.if_else(matched, pa.scalar(tail, pa.string()), pa.scalar(None, pa.string()))
+        pieces.append(tail)
         out = pc.binary_join_element_wise(*[p if isinstance(p, pa.Array) else pa.scalar(p, pa.string())
                                             for p in pieces], pa.scalar("", pa.string()))
         longest = pc.max(pc.binary_length(out)).as_py() if n else None
         if longest is not None and longest > MAX_PAYLOAD_BYTES:  # too large inline: prepare() says why
             out = pc.if_else(pc.greater(pc.binary_length(out), MAX_PAYLOAD_BYTES), pa.scalar(None, pa.string()), out)
         return out
+
+
+def _captures(parts: list[tuple[str, tuple]]) -> list[str]:
+    names = []
+    for _key, (how, what) in parts:
+        if how == "capture":
+            names.append(what)
+        elif how == "object":
+            names += _captures(what)
+    return names
+
+
+def _write(parts: list[tuple[str, tuple]], values: dict[str, pa.Array], pieces: list, text: str) -> str:
+    """Append the pieces of an object's canonical text to ``pieces`` (constant text between
+    captured columns); returns the constant text after the last column."""
+    text += "{"
+    for i, (key, (how, what)) in enumerate(parts):
+        text += ("," if i else "") + orjson.dumps(key).decode() + ":"
+        if how == "capture":
+            pieces += [text, values[what]]
+            text = ""
+        elif how == "const":
+            text += what
+        else:
+            text = _write(what, values, pieces, text)
+    return text + "}"
 
 
 def _canonical_float(texts: pa.Array, spec: _Value) -> pa.Array:
@@ -143,11 +163,18 @@ def _field_value(info: FieldInfo, value: object) -> _Value | None:
     optional = False
     if typing.get_origin(ann) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(ann) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(ann))
+        if set(args) == {list[str], str}:  # a command: either form
+            args = [list[str] if type(value) is list else str]
         if len(args) != 1:
             return None
-        optional, ann = True, args[0]
+        ann = args[0]
     if value is None:
         return _Value(None) if optional else None
+    if ann == list[str] and not info.metadata:
+        return _Value(_STR_LIST) if type(value) is list and all(type(x) is str for x in value) else None
+    if isinstance(ann, type) and issubclass(ann, BaseModel) and not info.metadata:
+        return _object_value(ann, value)
     min_len = ge = pattern = None
     for m in info.metadata:
         if isinstance(m, annotated_types.MinLen) and m.min_length == 1:
@@ -192,7 +219,62 @@ def _extra_value(value: object) -> _Value | None:
         return _Value(_INT)
     if t is float:
         return _Value(_NUMBER, is_float=True, only_floats=True)
+    if t is list and all(type(x) is str for x in value):
+        return _Value(_STR_LIST)
+    if t is dict:
+        return _object_value(None, value)
     return None
+
+
+def _object_value(model: type[BaseModel] | None, value: object) -> _Value | None:
+    """The pattern for a nested object: of ``model`` (a declared field), or of none (a key
+    the model does not declare: every key kept as it is)."""
+    if type(value) is not dict or (model is not None and model.model_config.get("extra") != "allow"):
+        return None
+    learned = _object(model.model_fields if model is not None else {}, value)
+    if learned is None:
+        return None
+    regex, parts, floats = learned
+    return _Value(regex, parts=(parts, floats))
+
+
+_names = itertools.count()  # capture names: unique within a pattern, whatever nests in it
+
+
+def _object(fields: dict[str, FieldInfo], sample: dict) -> tuple[str, list, dict] | None:
+    """(pattern, parts, floats) of an object shaped like ``sample`` with these declared
+    fields (the others kept as they are), or None where it cannot be said column-wise."""
+    if len(sample) > _MAX_KEYS or not all(type(k) is str and _KEY.fullmatch(k) for k in sample):
+        return None
+    regex = r"\{"
+    written: dict[str, tuple] = {}
+    floats: dict[str, _Value] = {}
+    for i, (key, value) in enumerate(sample.items()):
+        spec = _field_value(fields[key], value) if key in fields else _extra_value(value)
+        if spec is None:
+            return None
+        if spec.pattern is None:
+            body = "null"  # left out, as exclude_none does
+        elif spec.parts is not None:
+            body = spec.pattern
+            written[key] = ("object", spec.parts[0])
+            floats.update(spec.parts[1])
+        else:
+            name = f"v{next(_names)}"
+            body = f"(?P<{name}>{spec.pattern})"
+            written[key] = ("capture", name)
+            if spec.is_float:
+                floats[name] = spec
+        regex += ("," if i else "") + _WS + f'"{key}"' + _WS + ":" + _WS + body + _WS
+    for key, info in fields.items():
+        if key in sample:
+            continue
+        if info.is_required():
+            return None
+        default = info.default_factory() if info.default_factory is not None else info.default
+        if default is not None:
+            written[key] = ("const", orjson.dumps(default).decode())
+    return regex + r"\}", [(key, written[key]) for key in sorted(written)], floats
 
 
 def learn_shape(kind: str, text: str | None) -> _Shape | None:
@@ -204,36 +286,16 @@ def learn_shape(kind: str, text: str | None) -> _Shape | None:
         sample = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    if type(sample) is not dict or len(sample) > _MAX_KEYS or not all(_KEY.fullmatch(k) for k in sample):
+    if type(sample) is not dict:
         return None
     reference = check(dict(sample))
     if reference is None:
         return None
-    fields = model.model_fields
-    regex = "^" + _WS + r"\{"
-    written: dict[str, tuple[str, bool]] = {}
-    floats: dict[str, _Value] = {}
-    for i, (key, value) in enumerate(sample.items()):
-        spec = _field_value(fields[key], value) if key in fields else _extra_value(value)
-        if spec is None:
-            return None
-        name = f"v{i}"
-        body = "null" if spec.pattern is None else f"(?P<{name}>{spec.pattern})"
-        regex += ("," if i else "") + _WS + f'"{key}"' + _WS + ":" + _WS + body + _WS
-        if spec.pattern is not None:
-            written[key] = (name, True)
-            if spec.is_float:
-                floats[name] = spec
-    regex += r"\}" + _WS + "$"
-    for key, info in fields.items():
-        if key in sample:
-            continue
-        if info.is_required():
-            return None
-        default = info.default_factory() if info.default_factory is not None else info.default
-        if default is not None:
-            written[key] = (orjson.dumps(default).decode(), False)
-    parts = [(key, *written[key]) for key in sorted(written)]
+    learned = _object(model.model_fields, sample)
+    if learned is None:
+        return None
+    regex, parts, floats = learned
+    regex = "^" + _WS + regex + _WS + "$"
     shape = _Shape(kind, regex, parts, floats)
     try:
         made = shape.apply(pa.array([text], pa.string()))[0].as_py()

@@ -92,3 +92,23 @@ def test_invalid_utf8_leaves_every_row_to_python():
 def test_place_puts_pieces_back_in_row_order():
     rows = pa.array([3, 0, 2, 1], pa.uint64())
     assert place(rows, pa.array(["d", "a", "c", "b"])).to_pylist() == ["a", "b", "c", "d"]
+
+
+def test_lists_of_strings_and_nested_objects_are_decided_column_wise_too():
+    runs = [
+        '{"command":["python","eval.py"],"status":"ok","cost":{"tokens":12,"dollars":0.5},"seed":3}',
+        '{"command":["python","eval.py","--fast"],"status":"ok","cost":{"tokens":7,"dollars":1},"seed":4}',
+        '{"command":["python", "eval.py"],"status":"ok","cost":{"tokens":7,"dollars":1.5},"seed":5}',  # a space
+        '{"command":["python","eval.py"],"status":"ok","cost":{"tokens":-7,"dollars":1.5},"seed":6}',  # ge=0
+        '{"command":"python eval.py","status":"ok","cost":{"tokens":7},"seed":7}',  # the other form
+    ]
+    got = decide("run", runs)
+    assert got[0] == ('{"command":["python","eval.py"],"cost":{"dollars":0.5,"tokens":12},"environment":{},'
+                      '"seed":3,"status":"ok"}')
+    assert got[1] == ('{"command":["python","eval.py","--fast"],"cost":{"dollars":1.0,"tokens":7},"environment":{},'
+                      '"seed":4,"status":"ok"}')
+    assert got[2] is None and got[3] is None
+    assert got[4] == '{"command":"python eval.py","cost":{"tokens":7},"environment":{},"seed":7,"status":"ok"}'
+    extras = ['{"metric":"acc","value":1.0,"config":{"lr":0.1,"tags":["a","b"],"inner":{"n":1}}}']
+    assert decide("score", extras)[0] == ('{"config":{"inner":{"n":1},"lr":0.1,"tags":["a","b"]},'
+                                          '"higher_is_better":true,"metric":"acc","split":"public","value":1.0}')
