@@ -9,10 +9,12 @@ data through a pipe, out of band of their pickle.
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import pickle
 import queue
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -40,7 +42,44 @@ def _message(obj) -> list:
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]
-    return [struct.pack(f"<{2 + len(views)}Q", len(data), len(views), *(v.nbytes for v in views)), data, *views]
+    return [struct.pack(f"<{3 + len(views)}Q", len(data), len(views), 0, *(v.nbytes for v in views)), data, *views]
+
+
+# A result's buffers of at least this many bytes cross in shared memory (Linux): written
+# once into a memfd by the worker, mapped by this process, instead of being copied through
+# the pipe twice (~0.25 s of this process's time for 1,000,000 events).
+SHARED_MIN = 1 << 20
+_ALIGN = 64
+_CAN_SHARE = hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
+
+
+def _offsets(sizes) -> list[int]:
+    """Where each buffer starts in the shared memory of a message (64-byte aligned, as Arrow likes)."""
+    at, offsets = 0, []
+    for n in sizes:
+        offsets.append(at)
+        at += -(-n // _ALIGN) * _ALIGN
+    return [*offsets, at]
+
+
+def _share(message: list, channel: socket.socket) -> list:
+    """The message with its buffers moved to a memfd, whose descriptor goes over ``channel``
+    now (it is read back, in order, when the message is)."""
+    header, data, *views = message
+    count = len(views)
+    sizes = struct.unpack_from(f"<{count}Q", header, 24)
+    offsets = _offsets(sizes)
+    fd = os.memfd_create("lineage-ingest", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, offsets[-1])
+        for view, at in zip(views, offsets, strict=False):
+            done = 0
+            while done < view.nbytes:
+                done += os.pwrite(fd, view[done:], at + done)
+        socket.send_fds(channel, [b"\0"], [fd])
+    finally:
+        os.close(fd)
+    return [struct.pack(f"<{3 + count}Q", len(data), count, 1, *sizes), data]
 
 
 def _write(fd: int, parts: list) -> None:
@@ -59,10 +98,24 @@ def _send(fd: int, obj) -> None:
     _write(fd, _message(obj))
 
 
-def _receive(stream) -> object:
-    size, count = struct.unpack("<QQ", _read_exactly(stream, 16))
+def _receive(stream, channel: socket.socket | None = None) -> object:
+    size, count, shared = struct.unpack("<QQQ", _read_exactly(stream, 24))
     sizes = struct.unpack(f"<{count}Q", _read_exactly(stream, 8 * count))
     data = _read_exactly(stream, size)
+    if shared:
+        if channel is None:
+            raise RuntimeError("a result in shared memory, and no channel for it")
+        _msg, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
+        if not fds:
+            raise EOFError
+        try:
+            memory = mmap.mmap(fds[0], _offsets(sizes)[-1], flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                               prot=mmap.PROT_READ)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        view = memoryview(memory)
+        return pickle.loads(data, buffers=[pa.py_buffer(view[at:at + n]) for at, n in zip(_offsets(sizes)[:-1], sizes, strict=True)])
     # Arrow's allocator keeps the memory of freed buffers for the next ones: fresh pages
     # would cost a page fault each (~3 µs in a VM), a batch of events ~2,500 of them.
     return pickle.loads(data, buffers=[_read_exactly(stream, n, pa.allocate_buffer(n)) for n in sizes])
@@ -102,10 +155,14 @@ def worker_main() -> None:
     os.dup2(2, 1)  # stray prints must not corrupt the result stream
     tasks = os.fdopen(os.dup(0), "rb", buffering=0)
     results: queue.Queue = queue.Queue(maxsize=4)  # messages not yet written: at most four
+    given = os.environ.get("LINEAGE_INGEST_CHANNEL")
+    channel = socket.socket(fileno=int(given)) if given else None
 
     def write() -> None:
         while (message := results.get()) is not None:
             try:
+                if channel is not None and sum(len(p) for p in message[2:]) >= SHARED_MIN:
+                    message = _share(message, channel)
                 _write(out, message)
             except OSError:  # the parent is gone
                 os._exit(1)
@@ -152,15 +209,28 @@ class _Workers:
 
     WAITING = 3  # tasks given to a worker at a time: one it works on, the next ones queued
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, *, share: bool = True):
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
-        self.procs = [
-            subprocess.Popen([sys.executable, "-c", "from lineage.ingest_workers import worker_main; worker_main()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-            for _ in range(n)
-        ]
+        self.procs: list[subprocess.Popen] = []
+        self.channels: list[socket.socket | None] = []  # where the shared memory of results comes
+        for _ in range(n):
+            mine = theirs = None
+            if share and _CAN_SHARE:
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                env["LINEAGE_INGEST_CHANNEL"] = str(theirs.fileno())
+            else:
+                env.pop("LINEAGE_INGEST_CHANNEL", None)
+            try:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-c", "from lineage.ingest_workers import worker_main; worker_main()"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0,
+                    pass_fds=(theirs.fileno(),) if theirs is not None else ()))
+            finally:
+                if theirs is not None:
+                    theirs.close()
+            self.channels.append(mine)
         for proc in self.procs:
             _widen_pipe(proc.stdout.fileno())
         self._ready = [False] * n
@@ -258,8 +328,8 @@ class _Workers:
     def _result(self, k: int, ready: bool = False) -> Parsed | None:
         proc = self.procs[k]
         try:
-            ok, value = _receive(proc.stdout)
-        except EOFError:
+            ok, value = _receive(proc.stdout, self.channels[k])
+        except (EOFError, ConnectionError):
             raise RuntimeError(f"an ingest worker process died (exit code {proc.poll()})") from None
         if not ok:
             if isinstance(value, BaseException):
@@ -285,7 +355,10 @@ class _Workers:
             t.join()
             with suppress(OSError):
                 p.stdout.close()
-        self.procs, self._outboxes, self._senders = [], [], []
+        for channel in self.channels:
+            if channel is not None:
+                channel.close()
+        self.procs, self._outboxes, self._senders, self.channels = [], [], [], []
 
 
 def default_workers(fmt: str, idle_cpus: float | None = None) -> int:

@@ -276,6 +276,37 @@ def test_worker_processes_give_the_same_log_as_one_process(tmp_path):
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-memory", "pipe"])
+def test_large_results_cross_from_workers_in_shared_memory_or_through_the_pipe_alike(tmp_path, monkeypatch, shared):
+    import socket
+
+    import lineage.ingest_workers as workers_module
+
+    monkeypatch.setattr(workers_module, "_CAN_SHARE", shared)
+    received = []
+    real = socket.recv_fds
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        received.append(len(out[1]))
+        return out
+
+    monkeypatch.setattr(workers_module.socket, "recv_fds", counting)
+    f = write_lines(tmp_path / "big.jsonl", [*range(80_000), b"not json\n", *range(80_000, 84_000)])
+    results = []
+    for workers in (0, 1):
+        store = Store.init(tmp_path / f"store{workers}")
+        with Ingester(store, workers=workers, parallel_bytes=0, chunk_bytes=2 << 20) as ing:
+            report = ing.ingest([f])
+        assert (report.ingested, report.quarantined) == (84_000, 1)
+        assert verify(store).ok
+        results.append(stored(store, "SELECT seq, event_id, payload::VARCHAR FROM events ORDER BY seq"))
+    assert results[0] == results[1]
+    # results of ~2 MB chunks are over SHARED_MIN: those of the worker crossed in a memfd
+    # each (this process validates the first ones itself while the worker starts), or none did
+    assert (len(received) >= 2 and all(n == 1 for n in received)) if shared else received == []
+
+
 def test_the_hot_log_rows_of_an_ingested_event_are_exactly_what_a_direct_append_writes():
     d = Draft(lineage="L", kind="score", actor="ai:gpt-5", node="n1", payload={"metric": "acc", "value": 1},
               occurred_at="2025-01-01T00:00:00Z", event_id="01937f2a-0000-7000-8000-000000000009")
