@@ -23,6 +23,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import annotated_types
@@ -44,9 +45,19 @@ _CACHE_MAX = 200_000
 
 # -- payloads ---------------------------------------------------------------------------
 
-def _field_code(name: str, info: FieldInfo, ns: dict, owned: bool) -> list[str]:
-    """Statements checking field ``name`` of payload ``p`` (value in ``v``) into ``out``."""
-    key = repr(name)
+@dataclass(frozen=True)
+class FieldFacts:
+    """What a payload field declares, as far as the fast paths understand it."""
+
+    ann: object  # the annotation without None; several types left: a frozenset of them
+    optional: bool  # None is accepted
+    min_len: int | None
+    ge: int | float | None
+    pattern: str | None  # a pattern of plain characters and classes, as declared (^...$)
+    known: bool  # False: some constraint is none of these
+
+
+def field_facts(info: FieldInfo) -> FieldFacts:
     ann = info.annotation
     optional = False
     if typing.get_origin(ann) in (typing.Union, types.UnionType):
@@ -62,10 +73,19 @@ def _field_code(name: str, info: FieldInfo, ns: dict, owned: bool) -> list[str]:
             ge = m.ge
         elif (type(m).__name__ == "_PydanticGeneralMetadata" and set(vars(m)) == {"pattern"}
               and re.fullmatch(r"\^[\[\]0-9a-zA-Z\-{},]*\$", m.pattern)):
-            # pydantic uses Rust regex, where `$` matches only at the very end.
-            pattern = re.compile(m.pattern[:-1] + r"\Z")
+            pattern = m.pattern
         else:
             known = False
+    return FieldFacts(ann, optional, min_len, ge, pattern, known)
+
+
+def _field_code(name: str, info: FieldInfo, ns: dict, owned: bool) -> list[str]:
+    """Statements checking field ``name`` of payload ``p`` (value in ``v``) into ``out``."""
+    key = repr(name)
+    facts = field_facts(info)
+    ann, optional, min_len, ge, known = facts.ann, facts.optional, facts.min_len, facts.ge, facts.known
+    # pydantic uses Rust regex, where `$` matches only at the very end.
+    pattern = re.compile(facts.pattern[:-1] + r"\Z") if facts.pattern is not None else None
 
     i = len(ns)
     bad = None  # an expression that is true when the (non-None) value ``v`` is refused
@@ -303,5 +323,5 @@ def body_parts(event_id: str, lineage: str, branch: str, node: str | None, kind:
     return head, tail
 
 
-__all__ = ["OWNED_CHECKS", "PAYLOAD_CHECKS", "EnvelopeChecker", "body_parts", "compile_payload", "payload_json",
+__all__ = ["OWNED_CHECKS", "PAYLOAD_CHECKS", "EnvelopeChecker", "FieldFacts", "field_facts", "body_parts", "compile_payload", "payload_json",
            "payload_texts", "timestamp_us"]

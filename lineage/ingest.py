@@ -630,7 +630,10 @@ class Ingester:
                 # meanwhile. Workers start at once, as if they will pay (they take ~0.4 s to
                 # import what they need), and stop if they will not.
                 idle = _idle_cpu_seconds()
-                guess = (os.cpu_count() or 1) > 1 and WORKERS[fmt] if idle is not None else default_workers(fmt)
+                if idle is None:
+                    guess = default_workers(fmt)  # by the load average
+                else:
+                    guess = WORKERS[fmt] if (os.cpu_count() or 1) > 1 else 0
                 self._pool = _Workers(guess) if guess else None
                 mine, started = time.process_time(), time.monotonic()
                 for name, args, meta in tasks:

@@ -3,7 +3,7 @@
 A worker is a plain process (``python -c``), not multiprocessing, so the caller's main
 module is never imported; it imports only what validation needs (no DuckDB). Tasks say what
 to read (bytes of a JSONL file, rows of a Parquet row group), results come back as Arrow
-data through a pipe, out of band of their pickle.
+data out of band of their pickle: through the pipe, or in shared memory when large.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _share(message: list, channel: socket.socket) -> list:
     fd = os.memfd_create("lineage-ingest", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, offsets[-1])
-        for view, at in zip(views, offsets, strict=False):
+        for view, at in zip(views, offsets[:-1], strict=True):
             done = 0
             while done < view.nbytes:
                 done += os.pwrite(fd, view[done:], at + done)
@@ -108,14 +108,16 @@ def _receive(stream, channel: socket.socket | None = None) -> object:
         _msg, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
         if not fds:
             raise EOFError
+        offsets = _offsets(sizes)
         try:
-            memory = mmap.mmap(fds[0], _offsets(sizes)[-1], flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+            memory = mmap.mmap(fds[0], offsets[-1], flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                                prot=mmap.PROT_READ)
         finally:
             for fd in fds:
                 os.close(fd)
         view = memoryview(memory)
-        return pickle.loads(data, buffers=[pa.py_buffer(view[at:at + n]) for at, n in zip(_offsets(sizes)[:-1], sizes, strict=True)])
+        return pickle.loads(data, buffers=[pa.py_buffer(view[at:at + n])
+                                           for at, n in zip(offsets[:-1], sizes, strict=True)])
     # Arrow's allocator keeps the memory of freed buffers for the next ones: fresh pages
     # would cost a page fault each (~3 µs in a VM), a batch of events ~2,500 of them.
     return pickle.loads(data, buffers=[_read_exactly(stream, n, pa.allocate_buffer(n)) for n in sizes])
@@ -209,7 +211,7 @@ class _Workers:
 
     WAITING = 3  # tasks given to a worker at a time: one it works on, the next ones queued
 
-    def __init__(self, n: int, *, share: bool = True):
+    def __init__(self, n: int):
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
@@ -217,7 +219,7 @@ class _Workers:
         self.channels: list[socket.socket | None] = []  # where the shared memory of results comes
         for _ in range(n):
             mine = theirs = None
-            if share and _CAN_SHARE:
+            if _CAN_SHARE:
                 mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 env["LINEAGE_INGEST_CHANNEL"] = str(theirs.fileno())
             else:

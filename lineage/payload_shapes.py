@@ -4,36 +4,35 @@ Bulk ingest of Parquet spends most of its time making each payload canonical (pa
 check against the kind's model, serialize with sorted keys): ~2 µs a row in Python even on
 the fast path of ``lineage.fastprepare``. But a loop writes the payloads of one kind in one
 *shape* (the same keys, in the same order, holding the same JSON types), and for a shape of
-plain values (strings, numbers, booleans, null) both the check and the canonical text can be
-had column-wise: one regular expression that only texts of that shape, whose values pass
-the model's constraints, can match, and the canonical text put together from its captures
-with the keys sorted and the model's defaults filled in.
+strings, numbers, booleans, nulls, lists of strings and objects of those, both the check and
+the canonical text can be had column-wise: one regular expression that only texts of that
+shape, whose values pass the model's constraints, can match, and the canonical text put
+together from its captures with the keys sorted and the model's defaults filled in.
 
 A shape is learned from a sample row: parsed in Python and checked by
 ``fastprepare.PAYLOAD_CHECKS`` (the reference), and kept only if the text put together for
-the sample is exactly the reference's. Rows that no shape matches are left null, for the
-per-row path: nested values, escapes that orjson writes differently (``\\u00e9``, ``\\/``),
-numbers orjson writes in another form (1e16 and beyond, below 1e-5), constraints beyond a
-minimum length of one, ``>= 0`` or a plain character-class pattern. ``tests/test_ingest.py``
-checks with generated payloads that every text made here is the one ``prepare`` stores.
+the sample is exactly the reference's. Rows that no shape matches are left to the per-row
+path: other lists and mappings, lists written with spaces, escapes that orjson writes
+differently (``\\u00e9``, ``\\/``), numbers orjson writes in another form (1e16 and beyond,
+below 1e-5), constraints beyond a minimum length of one, ``>= 0`` or a plain
+character-class pattern. ``tests/test_payload_shapes.py`` checks with generated payloads
+that every text made here is the one ``prepare`` stores.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import types
 import typing
 from dataclasses import dataclass
 
-import annotated_types
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from lineage.fastprepare import PAYLOAD_CHECKS
+from lineage.fastprepare import PAYLOAD_CHECKS, field_facts
 from schemas.envelope import MAX_PAYLOAD_BYTES
 from schemas.payloads import MODELS
 
@@ -73,7 +72,6 @@ class _Value:
 
 @dataclass
 class _Shape:
-    kind: str
     regex: str  # matches exactly the texts of this shape whose values pass the model's checks
     # Sorted by key, what each key of the object is written as: ("capture", name): the text
     # captured; ("const", json): a default; ("object", parts): a nested object, the same way.
@@ -159,33 +157,27 @@ def _canonical_float(texts: pa.Array, spec: _Value) -> pa.Array:
 def _field_value(info: FieldInfo, value: object) -> _Value | None:
     """The pattern for ``value`` in declared field ``info``; None where the shape cannot
     say it column-wise (Python decides those rows)."""
-    ann = info.annotation
-    optional = False
-    if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(ann))
-        if set(args) == {list[str], str}:  # a command: either form
-            args = [list[str] if type(value) is list else str]
-        if len(args) != 1:
-            return None
-        ann = args[0]
+    facts = field_facts(info)
+    ann = facts.ann
+    if ann == frozenset({list[str], str}):  # a command: either form
+        ann = list[str] if type(value) is list else str
+    if isinstance(ann, frozenset) or not facts.known:
+        return None
     if value is None:
-        return _Value(None) if optional else None
+        return _Value(None) if facts.optional else None
     if ann == list[str] and not info.metadata:
         return _Value(_STR_LIST) if type(value) is list and all(type(x) is str for x in value) else None
     if isinstance(ann, type) and issubclass(ann, BaseModel) and not info.metadata:
         return _object_value(ann, value)
-    min_len = ge = pattern = None
-    for m in info.metadata:
-        if isinstance(m, annotated_types.MinLen) and m.min_length == 1:
-            min_len = 1
-        elif isinstance(m, annotated_types.Ge) and m.ge == 0:
-            ge = 0
-        elif (type(m).__name__ == "_PydanticGeneralMetadata" and set(vars(m)) == {"pattern"}
-              and (found := _CLASS_PATTERN.fullmatch(m.pattern))):
-            pattern = found.group(1)
-        else:
+    # the constraints a pattern can say: a minimum length of one, >= 0, a plain class pattern
+    min_len, ge, pattern = facts.min_len, facts.ge, None
+    if min_len not in (None, 1) or ge not in (None, 0):
+        return None
+    if facts.pattern is not None:
+        found = _CLASS_PATTERN.fullmatch(facts.pattern)
+        if found is None:
             return None
+        pattern = found.group(1)
     if ann is str and type(value) is str and ge is None:
         if pattern is not None:
             return None if min_len else _Value(f'"{pattern}"')
@@ -296,7 +288,7 @@ def learn_shape(kind: str, text: str | None) -> _Shape | None:
         return None
     regex, parts, floats = learned
     regex = "^" + _WS + regex + _WS + "$"
-    shape = _Shape(kind, regex, parts, floats)
+    shape = _Shape(regex, parts, floats)
     try:
         made = shape.apply(pa.array([text], pa.string()))[0].as_py()
     except pa.ArrowException:

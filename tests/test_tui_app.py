@@ -508,7 +508,7 @@ async def test_children_read_ahead_are_read_again_once_the_loop_adds_one(wide_st
         with Tracker(wide_store, lineage="wide", actor="ai:coder") as t:
             t.record("node_created", {"parents": ["hub"]}, node="c150")
         deadline = time.monotonic() + 2  # (well within PREFETCH_FRESH: the page is not just old)
-        while app.main.genealogy._prefetched.get("hub") is not None and time.monotonic() < deadline:
+        while app.main.genealogy._ahead is not None and time.monotonic() < deadline:
             await pilot.pause(0.1)
         await pilot.press("l")
         await settle(pilot)

@@ -113,8 +113,8 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         self._reveal: list[str] = []
         self._reveal_target: str | None = None
         self._open_first = False
-        self._prefetched: dict[str | None, Page] = {}  # first pages read ahead (with the first screen, or on a rest)
-        self._read_ahead_at: dict[str, float] = {}  # when a page read on a rest was read
+        self._prefetched: dict[str | None, Page] = {}  # first pages read with the first screen
+        self._ahead: tuple[str, Page, float] | None = None  # children read on a rest: (owner, page, when)
         self._reading_ahead: str | None = None  # whose children are being read ahead
         self._waiting: dict[str, TreeNode[Slot]] = {}  # expands waiting for that read
         self._rest_timer = None
@@ -163,7 +163,7 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         self._shown.clear()
         self.root.data = Slot("note", loaded=False)
         self._prefetched = {}
-        self._read_ahead_at.clear()
+        self._ahead = None
         self._waiting.clear()
         self._reading_ahead = None
         if opening is not None and opening.lineage == view.lineage and view.branch is None and view.flt.empty:
@@ -194,9 +194,11 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
         owner = None if holder is self.root else (slot.row.node if slot.row else None)
         links = slot.row is not None and slot.row.links > 0
         page = self._prefetched.pop(owner, None) if offset == 0 else None
-        read_at = self._read_ahead_at.pop(owner, None) if owner is not None else None
-        if page is not None and read_at is not None and time.monotonic() - read_at > PREFETCH_FRESH:
-            page = None  # read ahead too long ago: the loop may have added children since
+        if page is None and offset == 0 and self._ahead is not None and self._ahead[0] == owner:
+            _owner, ahead, read_at = self._ahead
+            self._ahead = None
+            if time.monotonic() - read_at <= PREFETCH_FRESH:  # else the loop may have added children since
+                page = ahead
         if page is not None:  # read ahead: shown in the same frame
             self._apply_page(holder, page, slot.token, self._epoch, replace)
             return
@@ -218,7 +220,7 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
                 or slot.row.children < PREFETCH_CHILDREN):
             return
         owner = slot.row.node
-        if owner in self._prefetched or owner == self._reading_ahead:
+        if owner in self._prefetched or owner == self._reading_ahead or (self._ahead and self._ahead[0] == owner):
             return
         self._rest_timer = self.set_timer(PREFETCH_REST, lambda: self._start_reading_ahead(tn, owner))
 
@@ -253,11 +255,7 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
                     self._apply_page(holder, message.page, holder.data.token, self._epoch, True)
             return
         if message.page is not None:
-            for old in list(self._read_ahead_at):  # keep one: the latest
-                self._prefetched.pop(old, None)
-                del self._read_ahead_at[old]
-            self._prefetched[message.owner] = message.page
-            self._read_ahead_at[message.owner] = time.monotonic()
+            self._ahead = (message.owner, message.page, time.monotonic())  # the latest only
 
     @work(thread=True, group="tree-load", exit_on_error=False)
     def _fetch(self, holder, owner: str | None, offset: int, token: int, epoch: int, replace: bool, view: View,
@@ -540,9 +538,7 @@ class GenealogyTree(ReportsWorkerErrors, Tree[Slot]):
     def apply_changes(self, new_nodes: list[NodeRow], touched: list[NodeRow]) -> None:
         """Show what a loop just recorded: relabel changed nodes, reload the lists that
         gained a node (keeping the cursor and what is expanded)."""
-        for owner in list(self._read_ahead_at):  # pages read ahead may lack the new nodes
-            self._prefetched.pop(owner, None)
-            del self._read_ahead_at[owner]
+        self._ahead = None  # a page read ahead may lack the new nodes
         holders: dict[int, TreeNode[Slot]] = {}
         for row in touched + new_nodes:
             for tn in self._shown.get(row.node, []):
