@@ -16,7 +16,8 @@ class ActorKind(StrEnum):
 
 # A name is any printable text without control characters; the kind prefix is strict so
 # that `Human:Bob` or `bot:x` are refused rather than guessed at.
-_ACTOR = re.compile(r"^(human|ai|system):([^\x00-\x1f\x7f]{1,200})$")
+# (fullmatch, not ^...$: "$" would let a trailing newline through)
+_ACTOR = re.compile(r"(human|ai|system):([^\x00-\x1f\x7f]{1,200})")
 
 
 def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]:
@@ -27,7 +28,7 @@ def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]
         )
     if not isinstance(actor, str):
         raise SchemaError([(field, f"expected a string like 'ai:gpt-5', got {type(actor).__name__}")])
-    m = _ACTOR.match(actor)
+    m = _ACTOR.fullmatch(actor)
     if not m or not m.group(2).strip():
         raise SchemaError(
             [(field, f"{actor!r} is not an actor: expected 'human:<name>', 'ai:<model-or-agent>' or 'system:<tool>'")]
@@ -35,7 +36,7 @@ def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]
     return ActorKind(m.group(1)), m.group(2)
 
 
-_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,300}$")
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,300}")  # whole: fullmatch
 
 
 def check_name(value: object, field: str, *, required: bool = True) -> str | None:
@@ -47,6 +48,6 @@ def check_name(value: object, field: str, *, required: bool = True) -> str | Non
         return None
     if not isinstance(value, str):
         raise SchemaError([(field, f"expected a string, got {type(value).__name__}")])
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise SchemaError([(field, "expected 1-300 printable characters (no control characters)")])
     return value

@@ -112,3 +112,39 @@ def test_lists_of_strings_and_nested_objects_are_decided_column_wise_too():
     extras = ['{"metric":"acc","value":1.0,"config":{"lr":0.1,"tags":["a","b"],"inner":{"n":1}}}']
     assert decide("score", extras)[0] == ('{"config":{"inner":{"n":1},"lr":0.1,"tags":["a","b"]},'
                                           '"higher_is_better":true,"metric":"acc","split":"public","value":1.0}')
+
+
+def test_values_are_cut_out_where_they_are_even_when_a_string_holds_the_next_key():
+    """Texts laid out as the sample is have their values cut out by offset (no capturing
+    pattern); a string holding what looks like the next key must not move the cut."""
+    texts = [
+        '{"metric": "acc", "value": 0.5, "split": "eval"}',                   # the sample's layout
+        '{"metric": "a\\", \\"value\\": 9, \\"split\\": ", "value": 2, "split": "x"}',  # the keys, escaped
+        '{"metric":"acc","value":0.25,"split":"dev"}',                        # another layout
+        '{"metric": "acc", "value": 0.5, "split": "eval"} ',                  # a space at the end
+        '{"metric": "acc", "value": 1e-06, "split": "eval"}',                 # laid out, left to Python
+    ]
+    got = decide("score", texts)
+    for row, made in got.items():
+        if made is not None:
+            assert made == _slow("score", json.loads(texts[row]))
+    assert json.loads(got[1])["metric"] == 'a", "value": 9, "split": '
+    assert json.loads(got[1])["value"] == 2.0
+    assert got[2] is not None and got[3] is not None and got[4] is None
+
+
+def test_a_key_name_used_twice_at_different_depths_is_still_decided_right():
+    """Cutting by offset needs every key name once; a shape with one name twice is
+    matched by its capturing pattern instead."""
+    texts = ['{"metric": "acc", "value": 1.0, "config": {"metric": "inner", "value": 2}}',
+             '{"metric": "b", "value": 3.5, "config": {"metric": "x", "value": 4}}']
+    got = decide("score", texts)
+    for row, made in got.items():
+        assert made == _slow("score", json.loads(texts[row]))
+
+
+def test_shapes_learned_in_one_batch_decide_the_next_batches_rows():
+    first = decide("score", ['{"metric": "acc", "value": 0.5, "split": "eval"}'])
+    later = decide("score", ['{"metric": "f1", "value": 0.75, "split": "dev"}', '{"metric": "f1", "value": -0, "split": "dev"}'])
+    assert first[0] is not None and later[0] == '{"higher_is_better":true,"metric":"f1","split":"dev","value":0.75}'
+    assert later[1] is None  # a kept shape is no looser than a new one: integer -0 still goes to Python

@@ -133,7 +133,8 @@ def test_a_payload_that_is_not_an_object_is_refused():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("lineage", ""), ("lineage", None), ("node", "a\nb"), ("branch", "x\x1fy"), ("actor_node", 5)],
+    [("lineage", ""), ("lineage", None), ("node", "a\nb"), ("branch", "x\x1fy"), ("actor_node", 5),
+     ("node", "ends in a newline\n")],
 )
 def test_a_bad_name_is_refused_naming_it(field, value):
     assert refusal(draft("score", **{field: value})).field == field
@@ -157,7 +158,7 @@ def test_numeric_timestamps_are_seconds_since_the_epoch():
 # -- actors --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("actor", ["bob", "Human:x", "bot:x", "human:", "human: ", "ai:a\nb", "", None, 3])
+@pytest.mark.parametrize("actor", ["bob", "Human:x", "bot:x", "human:", "human: ", "ai:a\nb", "ai:x\n", "", None, 3])
 def test_a_bad_actor_is_refused_saying_what_an_actor_looks_like(actor):
     err = refusal(draft("score", actor=actor))
     assert err.field == "actor"
