@@ -217,6 +217,7 @@ def bodies(table: pa.Table | pa.RecordBatch) -> pa.Array | pa.ChunkedArray:
 
 
 _NULL_MARK, _SEP_TEXT = pa.scalar(NULL, pa.string()), pa.scalar(SEP, pa.string())
+_ONE = pa.scalar(1, pa.int64())
 
 
 def chain(events: pa.RecordBatch, seq: int, prev: str, recorded_us: int) -> tuple[pa.Table, pa.Array, int, str]:
@@ -228,7 +229,7 @@ def chain(events: pa.RecordBatch, seq: int, prev: str, recorded_us: int) -> tupl
     n = events.num_rows
     c = events.column
     table = pa.Table.from_arrays([
-        pa.array(range(seq + 1, seq + 1 + n), pa.int64()), c("event_id"), c("lineage"), c("branch"), c("node"),
+        pc.cumulative_sum(pa.repeat(_ONE, n), start=pa.scalar(seq, pa.int64())), c("event_id"), c("lineage"), c("branch"), c("node"),
         c("kind"), c("actor_kind"), c("actor"), c("actor_node"), c("occurred_at"),
         pa.repeat(pa.scalar(recorded_us, _TS), n), c("payload"), c("schema_version"), c("caused_by"),
         pa.nulls(n, pa.string()), pa.nulls(n, pa.string()),
@@ -240,8 +241,9 @@ def chain(events: pa.RecordBatch, seq: int, prev: str, recorded_us: int) -> tupl
     with _no_gc():
         # A slice of bodies at a time, as Python bytes: those of a whole batch at once would
         # take fresh pages (see SLICE_ROWS). Each hash is the next one's prev_hash.
+        binary = body.cast(pa.binary())
         for first in range(0, n, SLICE_ROWS):
-            part = body.slice(first, SLICE_ROWS).cast(pa.binary()).to_pylist()
+            part = binary.slice(first, SLICE_ROWS).to_pylist()
             hashes += [head := sha(head + sep + b).hexdigest().encode() for b in part]
     hash_column = pa.array(hashes, pa.binary()).cast(pa.string())
     prev_column = pa.concat_arrays([pa.array([prev], pa.string()), hash_column])[:n]
