@@ -116,7 +116,8 @@ class _Shape:
         for i, name in enumerate(lay.names):
             after = lay.between[i + 1]
             if i + 1 < len(lay.names):
-                stop = pc.find_substring(texts, after)
+                # searched for from the value on, not from the start of the text again
+                stop = pc.add(starts, pc.find_substring(_from(texts, starts), after))
             else:  # the text after the last value ends the text
                 stop = pc.subtract(lengths, pa.scalar(len(after), pa.int32()))
             values[name] = _slices(texts, starts, stop, order, evens)
@@ -154,6 +155,18 @@ def _interleaving(n: int) -> tuple[pa.Array, pa.Array]:
     half = pc.divide(at, pa.scalar(2, pa.int32()))
     odd = pc.subtract(at, pc.multiply(half, pa.scalar(2, pa.int32())))
     return pc.add(half, pc.multiply(odd, pa.scalar(n, pa.int32()))), pc.multiply(at.slice(0, n), pa.scalar(2, pa.int32()))
+
+
+def _from(texts: pa.Array, starts: pa.Array) -> pa.Array:
+    """Each text from byte ``starts[i]`` on, without copying: an array over the same data
+    whose element i runs from there to where element i + 1 starts (into the next text).
+    Only for finding what is known to be in text i after ``starts[i]``: the first match
+    is then in text i, and at the same place as in the text itself."""
+    n = len(texts)
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, texts.buffers()[1]], offset=texts.offset)
+    shifted = pa.concat_arrays([pc.add(offsets.slice(0, n), starts), offsets.slice(n, 1)])
+    # binary, not string: an element may end inside a character of the next text
+    return pa.Array.from_buffers(pa.binary(), n, [None, shifted.buffers()[1], texts.buffers()[2]])
 
 
 def _slices(texts: pa.Array, starts: pa.Array, stops: pa.Array, order: pa.Array, evens: pa.Array) -> pa.Array:

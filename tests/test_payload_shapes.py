@@ -148,3 +148,12 @@ def test_shapes_learned_in_one_batch_decide_the_next_batches_rows():
     later = decide("score", ['{"metric": "f1", "value": 0.75, "split": "dev"}', '{"metric": "f1", "value": -0, "split": "dev"}'])
     assert first[0] is not None and later[0] == '{"higher_is_better":true,"metric":"f1","split":"dev","value":0.75}'
     assert later[1] is None  # a kept shape is no looser than a new one: integer -0 still goes to Python
+
+
+def test_values_with_characters_beyond_ascii_are_cut_out_whole():
+    texts = [json.dumps({"metric": m, "value": v, "split": s, "notes": n}, ensure_ascii=False)
+             for m, v, s, n in [("café", 0.5, "ünï", "😀 x"), ("ß", 1, "e", ""), ("日本", 2.5, "😀", "é" * 40)] * 3]
+    got = decide("score", texts)
+    assert all(made is not None for made in got.values())
+    for row, made in got.items():
+        assert made == _slow("score", json.loads(texts[row]))
