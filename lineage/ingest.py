@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 
 from lineage.db import first_row
 from lineage.fastprepare import EnvelopeChecker
+from lineage.inbox import marked_file
 from lineage.ingest_parse import (
     _TASKS,
     _TS,
@@ -465,13 +466,19 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[t
             for f in sorted(x for x in p.rglob("*") if x.is_file()):
                 if is_event_file(f):
                     files.append(f)
-                elif not f.name.startswith(".") and not f.name.endswith(".tmp"):
+                elif not f.name.startswith(".") and not f.name.endswith(".tmp") and not _is_marker(f):
                     skipped.append((f, "not an event file (expected .jsonl, .ndjson or .parquet)"))
         elif p.exists():
             files.append(p)
         else:
             skipped.append((p, "no such file"))
     return files, skipped
+
+
+def _is_marker(path: Path) -> bool:
+    """A producer's mark that an event file is done (``lineage.inbox``): not a file to report."""
+    target = marked_file(path)
+    return target is not None and is_event_file(target)
 
 
 @dataclass
@@ -617,6 +624,18 @@ class Ingester:
                 finally:
                     self._overlap = True
         return report
+
+    def finished(self, path: str | os.PathLike) -> bool:
+        """Whether all of ``path`` is in the store: every line (or row) ingested, skipped as
+        a duplicate or quarantined, as far as the file reaches now."""
+        path = Path(path)
+        prog = self._progress(source_key(self.store, path))
+        try:
+            if (file_format(path) or "jsonl") == "parquet":
+                return prog.position >= pq.ParquetFile(path).metadata.num_rows
+            return prog.position >= path.stat().st_size
+        except (OSError, pa.ArrowException):
+            return False
 
     # -- validation, in order, in workers when it pays ----------------------------------
 

@@ -227,6 +227,7 @@ class Store:
         self.objects = ObjectStore(self.root / "objects")
         self.inbox = self.root / "inbox"
         self.quarantine = self.root / "quarantine"
+        self.archive = self.root / "archive"  # inbox files ingested whole and marked done
 
     # -- lifecycle -----------------------------------------------------------------
 

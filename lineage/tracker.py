@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from lineage.inbox import mark_done
 from lineage.objects import sha256_file
 from lineage.store import Store, Stored, Writer
 from lineage.trees import diff_stats, diff_trees, manifest, manifest_hash, read_tree, tree_hash
@@ -79,8 +80,11 @@ class Tracker:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        if self._inbox_file is not None:
+        if self._inbox_file is not None and not self._inbox_file.closed:
             self._inbox_file.close()
+            # Every line is fsynced already: the marker says no more will come, so `lineage
+            # watch` may move the file out of the inbox once it has ingested all of it.
+            mark_done(self._inbox_path)
 
     def __enter__(self) -> Tracker:
         return self

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import watchfiles
 
+from lineage.inbox import archive, done_marker, marked_file
 from lineage.ingest import FileReport, Ingester, is_event_file
 from lineage.store import Store
 
@@ -36,6 +37,7 @@ from lineage.store import Store
 @dataclass
 class WatchTotals:
     files: int = 0
+    archived: int = 0  # inbox files ingested whole, marked done, and moved to archive/
     ingested: int = 0
     duplicates: int = 0
     quarantined: int = 0
@@ -88,7 +90,8 @@ class Watcher:
         self._unreadable: dict[Path, tuple[tuple[int, int], float]] = {}
         self._skipped: set[Path] = set()
         # Store internals change on every commit; watching them would feed back forever.
-        self._private = [store.db.parent / n for n in ("segments", "objects", "quarantine", ".waiting")]
+        self._private = [store.db.parent / n for n in ("segments", "objects", "quarantine", "archive", ".waiting")]
+        self._inbox = store.inbox.resolve()
         self._private_files = {store.db, store.db.with_name(store.db.name + ".wal")}
 
     # -- running ------------------------------------------------------------------------
@@ -129,6 +132,10 @@ class Watcher:
 
     def consider(self, path: Path) -> None:
         """Ingest ``path`` if it is an event file that changed since it was last looked at."""
+        target = marked_file(path)
+        if target is not None and is_event_file(target):
+            self._done(target)
+            return
         try:
             st = path.stat()
         except OSError:
@@ -157,6 +164,33 @@ class Watcher:
         self.totals.add(report)
         if report.ingested or report.duplicates or report.quarantined or report.restarted:
             self.on_file(report)
+        if done_marker(path).exists():
+            self._done(path)
+
+    def _done(self, path: Path) -> None:
+        """A file its producer marked done (see ``lineage.inbox``): ingest it to its end,
+        its last line too, and move it out of the store's inbox. Files elsewhere stay."""
+        if not path.resolve().is_relative_to(self._inbox) or self.stop.is_set():
+            return
+        if not path.exists():  # archived, and the marker left behind by a crash
+            done_marker(path).unlink(missing_ok=True)
+            return
+        self._ingester.complete = True
+        try:
+            report = self._ingester.ingest_file(path)
+        except Exception as exc:  # noqa: BLE001 - as in consider: retried at the next rescan
+            self.on_error(path, exc)
+            return
+        finally:
+            self._ingester.complete = False
+        if report.ingested or report.duplicates or report.quarantined or report.restarted:
+            self.totals.add(report)
+            self.on_file(report)
+        if self.stop.is_set() or report.unreadable or not self._ingester.finished(path):
+            return
+        archive(self._inbox, self.store.archive, path.resolve())
+        self._seen.pop(path, None)
+        self.totals.archived += 1
 
     def _retry_unreadable(self) -> None:
         """A file unreadable and unchanged for ``settle`` seconds is finished, and bad: quarantine it."""

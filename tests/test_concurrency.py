@@ -203,3 +203,82 @@ def test_watch_reports_what_it_cannot_parse_in_a_folder_written_by_another_tool(
     assert "2 ingested" in text and "1 quarantined" in text
     assert verify(store).ok
     assert [Path(r[0]).name for r in rows(store, "SELECT payload->>'text' FROM events ORDER BY seq")] == ["ok", "done"]
+
+
+def wait_until(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def inbox_files(store: Store) -> list[str]:
+    return sorted(p.name for p in store.inbox.iterdir()) if store.inbox.exists() else []
+
+
+def test_an_inbox_file_its_producer_finished_is_ingested_whole_then_archived(tmp_path):
+    """A closed Tracker marks its file done; watch ingests it and moves it out of the inbox.
+    A producer killed mid-run leaves no marker: its file stays, as it may be the only copy
+    of lines not yet read. Restarting watch adds nothing."""
+    store = Store.init(tmp_path / "store")
+    watcher = start_watch(store)
+    try:
+        finished = start(PRODUCER, store.root, 1, 300, "inbox", 50)
+        wait_ready(finished)
+        finished.stdin.write("go\n")
+        finished.stdin.flush()
+        assert finished.wait(timeout=60) == 0
+        killed = start(PRODUCER, store.root, 2, 10**9, "inbox", 50)
+        wait_ready(killed)
+        killed.stdin.write("go\n")
+        killed.stdin.flush()
+        assert wait_until(lambda: len(inbox_files(store)) >= 1 and store.count() >= 600, timeout=30)
+        killed.kill()
+        killed.wait()
+        assert wait_until(lambda: (store.archive / "inbox").exists() and len(list((store.archive / "inbox").iterdir())) == 1,
+                          timeout=30), inbox_files(store)
+    finally:
+        out = stop_watch(watcher)
+    archived = list((store.archive / "inbox").iterdir())
+    assert [p.name.startswith(f"{finished.pid}-") for p in archived] == [True]
+    assert len(archived[0].read_bytes().splitlines()) == 300
+    left = inbox_files(store)
+    assert len(left) == 1 and left[0].startswith(f"{killed.pid}-") and not left[0].endswith(".done")
+    assert "1 finished inbox files archived" in out
+    counts = dict(rows(store, "SELECT actor, count(*) FROM events GROUP BY actor"))
+    assert counts["ai:worker-1"] == 300
+    again = start_watch(store)
+    time.sleep(2.0)  # a full scan of the inbox: the rest of the killed producer's lines
+    stop_watch(again)
+    written = 300 + len((store.inbox / left[0]).read_bytes().splitlines())
+    assert store.count() == written == rows(store, "SELECT count(DISTINCT event_id) FROM events")[0][0]
+    assert verify(store).ok
+
+
+def test_a_marked_file_gives_its_last_line_without_a_newline_and_other_folders_keep_theirs(tmp_path):
+    """A producer in another language marks its file done by creating `<file>.done`; its last
+    line counts even without a newline. Marked files outside the store's inbox are not moved."""
+    store = Store.init(tmp_path / "store")
+    folder = tmp_path / "tool-output"
+    folder.mkdir()
+    line = '{"lineage": "ext", "kind": "annotation", "actor": "system:tool", "payload": {"text": "%s"}}'
+    store.inbox.mkdir(exist_ok=True)
+    for place in (store.inbox, folder):
+        (place / "run.jsonl").write_text(line % "one" + "\n" + line % "two")  # no newline at the end
+        (place / "run.jsonl.done").touch()
+    p = subprocess.Popen([sys.executable, "-c", "from lineage.cli import main; main()", "watch", "--store",
+                          str(store.root), str(store.inbox), str(folder)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: not (store.inbox / "run.jsonl").exists(), timeout=30)
+        assert wait_for_count(store, 3, timeout=10) == 3  # the other folder's second line stays pending
+    finally:
+        out = stop_watch(p)
+    assert (store.archive / "inbox" / "run.jsonl").exists() and not (store.inbox / "run.jsonl.done").exists()
+    assert (folder / "run.jsonl").exists() and (folder / "run.jsonl.done").exists()
+    texts = sorted(r[0] for r in rows(store, "SELECT payload->>'text' FROM events"))
+    assert texts == ["one", "one", "two"]
+    assert "0 files skipped, 1 finished inbox files archived" in " ".join(out.split())  # markers are not files to skip
+    assert verify(store).ok

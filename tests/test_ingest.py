@@ -885,3 +885,14 @@ def test_random_ids_already_stored_are_found_among_many_in_the_same_range(store,
     report = ingest(store, [second])
     assert (report.ingested, report.duplicates) == (2, 3)
     assert stored(store, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(3002, 3002)]
+
+
+def test_a_producers_done_marker_is_neither_ingested_nor_reported_as_skipped(tmp_path):
+    from lineage.ingest import expand_paths
+
+    (tmp_path / "run.jsonl").write_text("")
+    (tmp_path / "run.jsonl.done").touch()
+    (tmp_path / "notes.txt.done").touch()  # not a marker of an event file: reported
+    files, skipped = expand_paths([tmp_path])
+    assert files == [tmp_path / "run.jsonl"]
+    assert [p.name for p, _why in skipped] == ["notes.txt.done"]

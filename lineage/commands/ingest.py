@@ -145,6 +145,9 @@ def watch(store_dir, dirs, settle, workers) -> None:
     the given folders, e.g. a folder another tool writes JSONL into. Lines are taken once
     complete; bad ones are quarantined and reported. Readers (`lineage sql`, `log`, the TUI)
     get in whenever the watcher is idle. Ctrl-C stops after the current batch.
+
+    An inbox file whose producer has marked it done (an empty `<file>.done` beside it, which
+    `Tracker(inbox=True)` creates on close) is ingested to its end and moved to archive/inbox/.
     """
     from lineage.watch import Watcher
 
@@ -168,4 +171,5 @@ def watch(store_dir, dirs, settle, workers) -> None:
         _warn(f"watching {', '.join(_escape(str(d)) for d in watcher.dirs)} (Ctrl-C to stop)")
         totals = watcher.run()
     _say(f"stopped: {totals.ingested} ingested, {totals.duplicates} duplicates skipped, "
-         f"{totals.quarantined} quarantined, {len(totals.skipped)} files skipped")
+         f"{totals.quarantined} quarantined, {len(totals.skipped)} files skipped"
+         + (f", {totals.archived} finished inbox files archived" if totals.archived else ""))
