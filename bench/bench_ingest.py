@@ -143,7 +143,7 @@ def main() -> None:
         how = f"generated in {time.perf_counter() - t0:.1f}s"
     print(f"{a.events:,} events: {jsonl.stat().st_size / 1e6:.0f} MB JSONL, {parquet.stat().st_size / 1e6:.0f} MB Parquet "
           f"({how}) in {work}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(f"{'':34}{'events/s':>12}{'seconds':>10}{'peak RSS':>11}{'workers RSS':>13}{'CPU s':>8}")
+    print(f"{'':34}{'events/s':>12}{'× bare':>8}{'seconds':>10}{'peak RSS':>11}{'workers RSS':>13}{'CPU s':>8}")
     runs: dict[str, list[dict]] = {}
     cases = (("jsonl", jsonl, "lineage ingest, JSONL"), ("parquet", parquet, "lineage ingest, Parquet"),
              ("bare", parquet, "bare DuckDB insert from Arrow"))
@@ -153,12 +153,15 @@ def main() -> None:
             r = measure(what, src, target, a.workers)
             assert r["events"] == a.events, r
             runs.setdefault(what, []).append(r)
+    # The machine's speed drifts (by up to 30% within minutes here): the ratio to the bare
+    # insert, measured in the same run and taking turns, is what compares across runs.
+    bare = sorted(r["events"] / r["seconds"] for r in runs["bare"])[len(runs["bare"]) // 2]
     for what, _src, label in cases:
         rates = sorted(r["events"] / r["seconds"] for r in runs[what])
         r = sorted(runs[what], key=lambda r: r["events"] / r["seconds"])[len(rates) // 2]
         spread = f"  ({rates[0]:,.0f} to {rates[-1]:,.0f})" if len(rates) > 1 else ""
         worker = f"{r['worker_rss_mb']:>10.0f} MB" if r["worker_rss_mb"] > 1 else f"{'-':>13}"
-        print(f"{label:34}{r['events'] / r['seconds']:>12,.0f}{r['seconds']:>10.2f}{r['rss_mb']:>8.0f} MB{worker}"
+        print(f"{label:34}{r['events'] / r['seconds']:>12,.0f}{r['events'] / r['seconds'] / bare:>8.2f}{r['seconds']:>10.2f}{r['rss_mb']:>8.0f} MB{worker}"
               f"{r['cpu_s'] + r['worker_cpu_s']:>8.1f}{spread}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if a.verify:
