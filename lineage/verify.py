@@ -7,7 +7,7 @@ second, with no Python loop over rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class VerifyReport:
     events: int = 0
     segments: int = 0
     objects: int = 0
+    head: tuple[int, str] = (0, GENESIS_HASH)  # the newest event's seq and hash: record it elsewhere
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -87,7 +88,26 @@ def _first_chain_break(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str
     return ("link", seq, seq)
 
 
-def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None) -> VerifyReport:
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as ``lineage verify`` prints the head) -> (seq, hash)."""
+    seq, sep, digest = text.strip().partition(":")
+    digest = digest.strip().lower()
+    if not sep or not seq.strip().isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{text!r} is not an anchor: expected SEQ:HASH, as `lineage verify` prints the head "
+                         "(e.g. 1042:3f5a…, the 64 hex digits whole)")
+    return int(seq), digest
+
+
+def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None] | None = None,
+           anchors: Iterable[tuple[int, str]] = ()) -> VerifyReport:
+    """Check the store: segment files against their recorded hashes, the hash chain over every
+    event, every object against its name.
+
+    A chain checks itself only up to its newest event: deleting the newest events, or
+    rewriting the log and rehashing it from some event on, leaves a chain that verifies.
+    ``anchors`` close that: (seq, hash) pairs recorded outside the store (``report.head``
+    of an earlier verify, kept in a notebook, a commit message, a paper's appendix). Each
+    must still be in the chain, with that hash."""
     report = VerifyReport()
     say = progress or (lambda _msg: None)
     with store.reader() as con:
@@ -140,6 +160,20 @@ def verify(store: Store, *, objects: bool = True, progress: Callable[[str], None
         if head < last_sealed:
             report.findings.append(Finding("chain", f"event seq {head + 1}", f"events {head + 1}..{last_sealed} are missing"))
             return report
+        if head:
+            report.head = (head, first_row(con.execute(f"SELECT hash FROM {source} WHERE seq = ?", [head]))[0])
+        for seq, digest in sorted(set(anchors)):
+            if seq > head:
+                report.findings.append(Finding("chain", f"event seq {seq}",
+                    f"an anchor was recorded at seq {seq}, and the log ends at {head}: "
+                    f"events {head + 1}..{seq} were deleted"))
+                return report
+            stored = first_row(con.execute(f"SELECT hash FROM {source} WHERE seq = ?", [seq])) if seq else (GENESIS_HASH,)
+            if stored is None or stored[0] != digest:
+                report.findings.append(Finding("chain", f"event seq {seq}",
+                    f"its hash is not the one recorded in the anchor ({digest[:16]}…): the log was rewritten "
+                    f"and rehashed at or before seq {seq}"))
+                return report
     if objects:
         say("rehashing objects")
         for digest, path in store.objects:

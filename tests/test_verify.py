@@ -201,3 +201,53 @@ def test_lineage_verify_exits_one_naming_the_modified_segment_file(sealed):
     result = CliRunner().invoke(cli, ["verify", "--store", str(sealed.root)])
     assert result.exit_code == 1
     assert path.name in "".join(result.output.split())  # the console may wrap a long path
+
+
+# -- anchors: what a chain cannot see by itself ---------------------------------------------
+
+
+def rehash_hot_tail(store: Store, first: int) -> None:
+    """Recompute hash and prev_hash of hot events from seq ``first`` on, as someone covering
+    an edit would (the canonical body is stored; the chain is sha256(prev SEP body))."""
+    con = duckdb.connect(str(store.db))
+    try:
+        rows = con.execute("SELECT seq, body FROM event_log WHERE seq >= ? ORDER BY seq", [first]).fetchall()
+        prev = con.execute("SELECT hash FROM event_log WHERE seq = ?", [first - 1]).fetchone()[0]
+        for seq, body in rows:
+            digest = hashlib.sha256((prev + "\x1f" + body).encode()).hexdigest()
+            con.execute("UPDATE event_log SET prev_hash = ?, hash = ? WHERE seq = ?", [prev, digest, seq])
+            prev = digest
+    finally:
+        con.close()
+
+
+def test_the_head_kept_elsewhere_catches_deleted_newest_events(sealed):
+    head = verify(sealed).head
+    assert head[0] == 40 and len(head[1]) == 64
+    fill(sealed, 5, 40)  # the log goes on: the anchor is still in it
+    assert verify(sealed, anchors=[head]).ok
+    tamper_duckdb(sealed, "DELETE FROM event_log WHERE seq > 38")
+    assert verify(sealed).ok  # the chain alone cannot tell
+    msg = only_finding(verify(sealed, anchors=[head]))
+    assert "seq 40" in msg and "events 39..40 were deleted" in msg
+
+
+def test_the_head_kept_elsewhere_catches_an_edit_covered_by_rehashing(sealed):
+    head = verify(sealed).head
+    tamper_duckdb(sealed, "UPDATE event_log SET body = replace(body, '\"value\":0.34', '\"value\":0.99') WHERE seq = 35")
+    rehash_hot_tail(sealed, 35)
+    assert verify(sealed).ok
+    msg = only_finding(verify(sealed, anchors=[head]))
+    assert "seq 40" in msg and "rewritten" in msg
+
+
+def test_verify_prints_the_head_and_takes_it_back_as_an_anchor(sealed):
+    first = CliRunner().invoke(cli, ["verify", "--store", str(sealed.root)])
+    assert first.exit_code == 0
+    anchor = next(line.split(" ", 1)[1] for line in first.output.splitlines() if line.startswith("head: "))
+    again = CliRunner().invoke(cli, ["verify", "--store", str(sealed.root), "--anchor", anchor])
+    assert again.exit_code == 0 and "1 anchor(s) found" in " ".join(again.output.split())
+    tamper_duckdb(sealed, "DELETE FROM event_log WHERE seq = 40")
+    assert CliRunner().invoke(cli, ["verify", "--store", str(sealed.root), "--anchor", anchor]).exit_code == 1
+    bad = CliRunner().invoke(cli, ["verify", "--store", str(sealed.root), "--anchor", "40:abc"])
+    assert bad.exit_code == 2 and "SEQ:HASH" in bad.output

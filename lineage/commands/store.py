@@ -43,18 +43,31 @@ def seal(store_dir: str | None) -> None:
 @click.command()
 @store_option
 @click.option("--no-objects", is_flag=True, help="Skip rehashing the object store.")
-def verify(store_dir: str | None, no_objects: bool) -> None:
-    """Recompute the hash chain and every object hash. Exit 0 if intact, 1 if not."""
+@click.option("--anchor", "anchors", multiple=True, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and kept outside the store: it must still be "
+                   "in the chain (catches deleted newest events, and a log rewritten and rehashed). Repeatable.")
+def verify(store_dir: str | None, no_objects: bool, anchors: tuple[str, ...]) -> None:
+    """Recompute the hash chain and every object hash. Exit 0 if intact, 1 if not.
+
+    Prints the head (SEQ:HASH of the newest event): keep it somewhere else, and pass it
+    to a later verify with --anchor."""
+    from lineage.verify import parse_anchor
     from lineage.verify import verify as run_verify
 
+    try:
+        wanted = [parse_anchor(a) for a in anchors]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--anchor") from None
     store = open_store(store_dir)
     with err_console.status("verifying…") as status:
-        report = run_verify(store, objects=not no_objects, progress=lambda m: status.update(m))
+        report = run_verify(store, objects=not no_objects, progress=lambda m: status.update(m), anchors=wanted)
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")
     if report.ok:
         console.print(f"[green]ok[/]: {report.events} events in {report.segments} segments + hot log, "
-                      f"{report.objects} objects; hash chain intact")
+                      f"{report.objects} objects; hash chain intact"
+                      + (f"; {len(wanted)} anchor(s) found" if wanted else ""))
+        console.print(f"head: {report.head[0]}:{report.head[1]}", soft_wrap=True)
         return
     for f in report.findings:
         console.print(f"[red]TAMPERED[/] {f.where}: {f.message}")
