@@ -9,13 +9,20 @@ the canonical text can be had column-wise: one regular expression that only text
 shape, whose values pass the model's constraints, can match, and the canonical text put
 together from its captures with the keys sorted and the model's defaults filled in.
 
+Matching with captures is the slow part (RE2 runs a second, capturing pass over each
+text). Most texts of a batch are also laid out alike, byte for byte between the values
+(the producer's spacing): those are checked by the same pattern without captures, which
+RE2 runs as a DFA, and each value is cut out at the offset where the text after it is
+found (``_Layout``); texts laid out otherwise are matched with captures.
+
 A shape is learned from a sample row: parsed in Python and checked by
 ``fastprepare.PAYLOAD_CHECKS`` (the reference), and kept only if the text put together for
-the sample is exactly the reference's. Rows that no shape matches are left to the per-row
-path: other lists and mappings, lists written with spaces, escapes that orjson writes
-differently (``\\u00e9``, ``\\/``), numbers orjson writes in another form (1e16 and beyond,
-below 1e-5), constraints beyond a minimum length of one, ``>= 0`` or a plain
-character-class pattern. ``tests/test_payload_shapes.py`` checks with generated payloads
+the sample, both ways, is exactly the reference's; shapes are kept for the batches that
+follow (a shape holds whatever sample it came from). Rows that no shape matches are left
+to the per-row path: other lists and mappings, lists written with spaces, escapes that
+orjson writes differently (``\\u00e9``, ``\\/``), numbers orjson writes in another form
+(1e16 and beyond, below 1e-5), constraints beyond a minimum length of one, ``>= 0`` or a
+plain character-class pattern. ``tests/test_payload_shapes.py`` checks with generated payloads
 that every text made here is the one ``prepare`` stores.
 """
 
