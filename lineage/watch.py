@@ -56,7 +56,8 @@ class Watcher:
     ``on_file(report)`` is called for every ingest that did something (or found a problem);
     ``on_skip(path, reason)`` once for every file that is not an event file;
     ``on_error(path, exception)`` when ingesting a file failed (its batch rolled back; the
-    file is tried again at the next change or rescan).
+    file is tried again at the next change or rescan);
+    ``on_archive(path, moved_to)`` when a finished inbox file was moved to the archive.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Watcher:
         on_file: Callable[[FileReport], None] | None = None,
         on_skip: Callable[[Path, str], None] | None = None,
         on_error: Callable[[Path, Exception], None] | None = None,
+        on_archive: Callable[[Path, Path], None] | None = None,
     ):
         self.store = store
         self.dirs = [Path(d).resolve() for d in (dirs or [store.inbox])]
@@ -82,6 +84,7 @@ class Watcher:
         self.on_file = on_file or (lambda _r: None)
         self.on_skip = on_skip or (lambda _p, _why: None)
         self.on_error = on_error or (lambda _p, _exc: None)
+        self.on_archive = on_archive or (lambda _p, _to: None)
         self.totals = WatchTotals()
         self._writer = store.writer(idle_release=idle_release, max_hold=max_hold)
         self._ingester = Ingester(store, writer=self._writer, quarantine_unreadable=False,
@@ -188,9 +191,10 @@ class Watcher:
             self.on_file(report)
         if self.stop.is_set() or report.unreadable or not self._ingester.finished(path):
             return
-        archive(self._inbox, self.store.archive, path.resolve())
+        moved = archive(self._inbox, self.store.archive, path.resolve())
         self._seen.pop(path, None)
         self.totals.archived += 1
+        self.on_archive(path, moved)
 
     def _retry_unreadable(self) -> None:
         """A file unreadable and unchanged for ``settle`` seconds is finished, and bad: quarantine it."""

@@ -247,6 +247,7 @@ def test_an_inbox_file_its_producer_finished_is_ingested_whole_then_archived(tmp
     left = inbox_files(store)
     assert len(left) == 1 and left[0].startswith(f"{killed.pid}-") and not left[0].endswith(".done")
     assert "1 finished inbox files archived" in out
+    assert f"done (its producer finished); moved to {archived[0]}" in " ".join(out.split())
     counts = dict(rows(store, "SELECT actor, count(*) FROM events GROUP BY actor"))
     assert counts["ai:worker-1"] == 300
     again = start_watch(store)

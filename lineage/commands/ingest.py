@@ -165,9 +165,12 @@ def watch(store_dir, dirs, settle, workers) -> None:
     def on_error(path: Path, exc: Exception) -> None:
         _warn(f"[red]error[/] {_escape(str(path))}: {_escape(str(exc))} (nothing of that batch was stored; will retry)")
 
+    def on_archive(path: Path, moved: Path) -> None:
+        _say(f"{_escape(str(path))}: done (its producer finished); moved to {_escape(str(moved))}")
+
     with _stop_on_interrupt() as stop:
         watcher = Watcher(store, list(dirs) or None, stop=stop, settle=settle, workers=workers,
-                          on_file=on_file, on_skip=on_skip, on_error=on_error)
+                          on_file=on_file, on_skip=on_skip, on_error=on_error, on_archive=on_archive)
         _warn(f"watching {', '.join(_escape(str(d)) for d in watcher.dirs)} (Ctrl-C to stop)")
         totals = watcher.run()
     _say(f"stopped: {totals.ingested} ingested, {totals.duplicates} duplicates skipped, "
