@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from lineage.fastprepare import EnvelopeChecker, payload_texts, timestamp_us
 from lineage.payload_shapes import canonical_payloads, place
 from schemas import Draft, prepare
+from schemas.actor import CONTROL, NAME_MAX
 from schemas.chain import now_us
 from schemas.envelope import DEFAULT_BRANCH, from_us
 from schemas.errors import SchemaError
@@ -375,15 +376,15 @@ def _in_range(us: pa.Array) -> pa.Array:
 
 
 def _valid_names(names: pa.Array) -> pa.Array:
-    """``schemas.actor.check_name`` of each name, column-wise (null stays null): 1 to 300
-    characters, none of them a control character. (Checked per distinct value in Python,
-    this was a tenth of a Parquet ingest whose events each name their own node.)"""
+    """``schemas.actor.check_name`` of each name, column-wise (null stays null): 1 to
+    ``NAME_MAX`` characters, none of them a control character. (Checked per distinct value
+    in Python, this was a tenth of a Parquet ingest whose events each name their own node.)"""
     length = pc.utf8_length(names)
     return pc.and_kleene(pc.and_kleene(pc.greater_equal(length, _ONE), pc.less_equal(length, _MAX_NAME)),
-                         pc.invert(pc.match_substring_regex(names, "[\\x00-\\x1f\\x7f]")))
+                         pc.invert(pc.match_substring_regex(names, f"[{CONTROL}]")))
 
 
-_ONE, _MAX_NAME = pa.scalar(1, pa.int32()), pa.scalar(300, pa.int32())
+_ONE, _MAX_NAME = pa.scalar(1, pa.int32()), pa.scalar(NAME_MAX, pa.int32())
 
 
 def _vector_checks(batch: pa.RecordBatch, ck: EnvelopeChecker) -> tuple[pa.Array, dict[str, pa.Array]]:

@@ -36,7 +36,10 @@ def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]
     return ActorKind(m.group(1)), m.group(2)
 
 
-_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,300}")  # whole: fullmatch
+# What a name may hold, stated once: ingest checks whole columns of names by it too.
+NAME_MAX = 300  # characters
+CONTROL = r"\x00-\x1f\x7f"  # a regex class body: characters no name may hold
+_NAME = re.compile(f"[^{CONTROL}]{{1,{NAME_MAX}}}")  # whole: fullmatch
 
 
 def check_name(value: object, field: str, *, required: bool = True) -> str | None:
@@ -49,5 +52,5 @@ def check_name(value: object, field: str, *, required: bool = True) -> str | Non
     if not isinstance(value, str):
         raise SchemaError([(field, f"expected a string, got {type(value).__name__}")])
     if not _NAME.fullmatch(value):
-        raise SchemaError([(field, "expected 1-300 printable characters (no control characters)")])
+        raise SchemaError([(field, f"expected 1-{NAME_MAX} printable characters (no control characters)")])
     return value
