@@ -134,10 +134,18 @@ class Watcher:
                     self.consider(path)
 
     def consider(self, path: Path) -> None:
-        """Ingest ``path`` if it is an event file that changed since it was last looked at."""
+        """Ingest ``path`` if it is an event file that changed since it was last looked at.
+
+        A file in the store's inbox that its producer marked done (see ``lineage.inbox``) is
+        read to its end, its last line too, and then moved out of the inbox."""
         target = marked_file(path)
         if target is not None and is_event_file(target):
-            self._done(target)
+            if self._in_inbox(target):
+                if target.exists():
+                    self._seen.pop(target, None)  # read again, to its end
+                    self.consider(target)
+                else:  # archived, and the marker left behind by a crash
+                    done_marker(target).unlink(missing_ok=True)
             return
         try:
             st = path.stat()
@@ -152,11 +160,15 @@ class Watcher:
         key = (st.st_size, st.st_mtime_ns)
         if self._seen.get(path) == key:
             return
+        done = self._in_inbox(path) and done_marker(path).exists()
+        complete, self._ingester.complete = self._ingester.complete, self._ingester.complete or done
         try:
             report = self._ingester.ingest_file(path)
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk: report it, retry at the next rescan
             self.on_error(path, exc)
             return
+        finally:
+            self._ingester.complete = complete
         self._seen[path] = key
         if report.unreadable and report.quarantined == 0:
             first = self._unreadable.get(path)
@@ -167,34 +179,14 @@ class Watcher:
         self.totals.add(report)
         if report.ingested or report.duplicates or report.quarantined or report.restarted:
             self.on_file(report)
-        if done_marker(path).exists():
-            self._done(path)
+        if done and not self.stop.is_set() and not report.unreadable and self._ingester.finished(path):
+            moved = archive(self._inbox, self.store.archive, path.resolve())
+            self._seen.pop(path, None)
+            self.totals.archived += 1
+            self.on_archive(path, moved)
 
-    def _done(self, path: Path) -> None:
-        """A file its producer marked done (see ``lineage.inbox``): ingest it to its end,
-        its last line too, and move it out of the store's inbox. Files elsewhere stay."""
-        if not path.resolve().is_relative_to(self._inbox) or self.stop.is_set():
-            return
-        if not path.exists():  # archived, and the marker left behind by a crash
-            done_marker(path).unlink(missing_ok=True)
-            return
-        self._ingester.complete = True
-        try:
-            report = self._ingester.ingest_file(path)
-        except Exception as exc:  # noqa: BLE001 - as in consider: retried at the next rescan
-            self.on_error(path, exc)
-            return
-        finally:
-            self._ingester.complete = False
-        if report.ingested or report.duplicates or report.quarantined or report.restarted:
-            self.totals.add(report)
-            self.on_file(report)
-        if self.stop.is_set() or report.unreadable or not self._ingester.finished(path):
-            return
-        moved = archive(self._inbox, self.store.archive, path.resolve())
-        self._seen.pop(path, None)
-        self.totals.archived += 1
-        self.on_archive(path, moved)
+    def _in_inbox(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self._inbox)
 
     def _retry_unreadable(self) -> None:
         """A file unreadable and unchanged for ``settle`` seconds is finished, and bad: quarantine it."""
