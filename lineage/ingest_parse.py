@@ -68,7 +68,8 @@ PARSED_SCHEMA = pa.schema([
     ("caused_by", pa.string()),
 ])
 _TS = pa.timestamp("us", tz="UTC")
-_UUID_RE = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # as str(uuid.UUID(...))
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # as str(uuid.UUID(...))
+_UUID_RE, _UUID_RUN, _UUID_LEN = f"^{_UUID}$", f"^(?:{_UUID})*$", 36
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1..9999
 
 
@@ -364,7 +365,7 @@ def _merge(cols: dict[str, pa.Array], ok: pa.Array, slow_rows: list[tuple], slow
 
 # Arrow scalars for compute calls: a Python value there is converted anew on every call,
 # and that conversion tries to import dateutil (~50 µs when it is not installed).
-_TRUE, _FALSE = pa.scalar(True), pa.scalar(False)
+_TRUE, _FALSE, _NULL_BOOL = pa.scalar(True), pa.scalar(False), pa.scalar(None, pa.bool_())
 _EMPTY_TEXT, _NULL_TEXT = pa.scalar("", pa.string()), pa.scalar(None, pa.string())
 _MAIN, _AI = pa.scalar(DEFAULT_BRANCH, pa.string()), pa.scalar("ai", pa.string())
 _MIN_US_SCALAR, _MAX_US_SCALAR = pa.scalar(_MIN_US, pa.int64()), pa.scalar(_MAX_US, pa.int64())
@@ -380,11 +381,50 @@ def _valid_names(names: pa.Array) -> pa.Array:
     ``NAME_MAX`` characters, none of them a control character. (Checked per distinct value
     in Python, this was a tenth of a Parquet ingest whose events each name their own node.)"""
     length = pc.utf8_length(names)
-    return pc.and_kleene(pc.and_kleene(pc.greater_equal(length, _ONE), pc.less_equal(length, _MAX_NAME)),
-                         pc.invert(pc.match_substring_regex(names, f"[{CONTROL}]")))
+    in_range = pc.and_kleene(pc.greater_equal(length, _ONE), pc.less_equal(length, _MAX_NAME))
+    if not _found_anywhere(names, _CONTROL_RE):
+        return in_range  # (null where the name is)
+    return pc.and_kleene(in_range, pc.invert(pc.match_substring_regex(names, _CONTROL_RE)))
 
 
 _ONE, _MAX_NAME = pa.scalar(1, pa.int32()), pa.scalar(NAME_MAX, pa.int32())
+_CONTROL_RE = f"[{CONTROL}]"
+
+
+def _span(texts: pa.Array) -> tuple[pa.Array, int]:
+    """The bytes of all of ``texts`` (a string array), one after the other, as a single
+    binary value over the same memory (no copy), and how many bytes that is. Null slots
+    add the bytes they hold, if any."""
+    offsets = pa.Array.from_buffers(pa.int32(), len(texts) + 1, [None, texts.buffers()[1]], offset=texts.offset)
+    first, last = offsets[0].as_py(), offsets[-1].as_py()
+    data = texts.buffers()[2]
+    if data is None or last == first:
+        return pa.array([b""], pa.binary()), 0
+    bounds = pa.array([first, last], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), 1, [None, bounds, data]), last - first
+
+
+def _found_anywhere(texts: pa.Array, pattern: str) -> bool:
+    """Whether ``pattern`` (a single-byte character class: a match never spans two texts)
+    matches anywhere in ``texts``, null slots included: one search over all their bytes,
+    rather than one a text (~50 ns each, most of it setting the search up)."""
+    whole, _size = _span(texts)
+    return bool(pc.match_substring_regex(whole, pattern)[0].as_py())
+
+
+def _uuids(texts: pa.Array) -> pa.Array:
+    """Whether each text is a UUID as ``str(uuid.UUID(...))`` writes it (null stays null).
+    Where every text is 36 bytes and nothing lies between them, as in a column of event
+    ids, all of them are matched at once, as one run of UUIDs."""
+    valid = len(texts) - texts.null_count
+    if not valid:
+        return pa.nulls(len(texts), pa.bool_())
+    whole, size = _span(texts)
+    lengths = pc.min_max(pc.binary_length(texts))
+    if (size == _UUID_LEN * valid and lengths["min"].as_py() == lengths["max"].as_py() == _UUID_LEN
+            and pc.match_substring_regex(whole, _UUID_RUN)[0].as_py()):
+        return pc.if_else(pc.is_valid(texts), _TRUE, _NULL_BOOL)
+    return pc.match_substring_regex(texts, _UUID_RE)
 
 
 def _vector_checks(batch: pa.RecordBatch, ck: EnvelopeChecker) -> tuple[pa.Array, dict[str, pa.Array]]:
@@ -433,11 +473,11 @@ def _vector_checks(batch: pa.RecordBatch, ck: EnvelopeChecker) -> tuple[pa.Array
         else:
             ok = pc.and_(ok, pc.is_null(given))
     eid = col("event_id")
-    ok = pc.and_(ok, pc.fill_null(pc.match_substring_regex(eid, _UUID_RE), _FALSE))
+    ok = pc.and_(ok, pc.fill_null(_uuids(eid), _FALSE))
     out["event_id"] = eid
     cause = col("caused_by")
     cause = pc.if_else(pc.equal(cause, _EMPTY_TEXT), _NULL_TEXT, cause)
-    ok = pc.and_(ok, pc.or_(pc.is_null(cause), pc.fill_null(pc.match_substring_regex(cause, _UUID_RE), _FALSE)))
+    ok = pc.and_(ok, pc.or_(pc.is_null(cause), pc.fill_null(_uuids(cause), _FALSE)))
     out["caused_by"] = cause
     return pc.fill_null(ok, _FALSE), out
 

@@ -320,3 +320,13 @@ def test_help_lists_the_commands_of_every_layer():
     listed = run("--help").output
     for name in ("ingest", "sql", "verify", "import-git", "replay", "checkout", "tui"):
         assert f"  {name} " in listed
+
+
+def test_the_cli_sets_arrows_allocator_before_arrow_loads():
+    """main() keeps freed memory for the next ingest batch (MIMALLOC_PURGE_DELAY), which
+    mimalloc reads only when pyarrow loads: importing the CLI must not load it."""
+    code = ("import os, sys\nfrom lineage import cli\nprint('pyarrow' in sys.modules)\n"
+            "cli.cli = lambda **kw: print(os.environ.get('MIMALLOC_PURGE_DELAY'))\ncli.main()")
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.split() == ["False", "1000"], out.stdout + out.stderr

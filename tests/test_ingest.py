@@ -25,7 +25,7 @@ from lineage.ingest import Ingester, chain, hot_rows, ingest, iter_quarantine, p
 from lineage.store import Store
 from lineage.verify import verify
 from schemas import Draft, SchemaError, prepare
-from schemas.chain import GENESIS_HASH, canonical_body, chain_hash
+from schemas.chain import GENESIS_HASH, SEP, canonical_body, chain_hash
 from schemas.envelope import validate_payload
 from schemas.payloads import MODELS
 
@@ -222,6 +222,31 @@ def test_bad_parquet_rows_are_quarantined_with_their_row_number(store, tmp_path)
     assert rec["row"] == 3 and "payload.value: expected a finite number" in rec["reason"]
 
 
+def test_one_odd_id_or_name_among_thousands_of_good_ones_is_judged_as_prepare_judges_it(store, tmp_path):
+    """Ids and names of a batch are first checked all at once (one search over the column's
+    bytes); a single odd one must still get exactly what prepare() gives it."""
+    t = envelope_table(3000)
+    ids, nodes = t.column("event_id").to_pylist(), t.column("node").to_pylist()
+    upper = ids[1234] = ids[1234].upper()  # a UUID, written otherwise than str(uuid.UUID(...)) does
+    ids[1500] = "zzzzzzzz" + ids[1500][8:]  # 36 characters, but no UUID
+    nodes[2345] = "n\x7f1"  # a control character
+    caused = [None] * 3000
+    caused[10], caused[11] = ids[0], ids[0][:-1] + "\n"  # 36 characters each; UUID() reads the second too
+    t = (t.set_column(t.schema.get_field_index("event_id"), "event_id", pa.array(ids))
+          .set_column(t.schema.get_field_index("node"), "node", pa.array(nodes))
+          .append_column("caused_by", pa.array(caused, pa.string())))
+    f = tmp_path / "batch.parquet"
+    pq.write_table(t, f)
+    report = ingest(store, [f])
+    assert (report.ingested, report.quarantined) == (2998, 2)
+    assert sorted(r["row"] for r in iter_quarantine(store)) == [1500, 2345]
+    assert stored(store, f"SELECT count(*) FROM events WHERE event_id = '{upper.lower()}'") == [(1,)]
+    assert stored(store, "SELECT caused_by FROM events WHERE caused_by IS NOT NULL ORDER BY seq") == \
+        [(ids[0],), (prepare(Draft(lineage="L", kind="annotation", actor="human:a", payload={"text": "x"},
+                                   caused_by=caused[11])).caused_by,)]
+    assert verify(store).ok
+
+
 def test_an_unreadable_or_foreign_parquet_file_is_copied_to_quarantine_with_the_reason(store, tmp_path):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not really parquet")
@@ -314,11 +339,12 @@ def test_the_hot_log_rows_of_an_ingested_event_are_exactly_what_a_direct_append_
     parsed = parse_jsonl(orjson.dumps({"lineage": "L", "kind": "score", "actor": "ai:gpt-5", "node": "n1",
                                        "payload": {"metric": "acc", "value": 1}, "occurred_at": "2025-01-01T00:00:00Z",
                                        "event_id": p.event_id}) + b"\n", 0, "src")
-    table, body_column, seq, h = chain(parsed.events, 41, "a" * 64, 1_700_000_000_000_000)
+    table, keyed, seq, h = chain(parsed.events, 41, "a" * 64, 1_700_000_000_000_000)
     body = canonical_body(42, p.event_id, p.lineage, p.branch, p.node, p.kind, p.actor_kind, p.actor, p.actor_node,
                           p.occurred_us, 1_700_000_000_000_000, p.payload_json, p.schema_version, p.caused_by)
     assert (seq, h) == (42, chain_hash("a" * 64, body))
-    assert body_column.to_pylist() == hot_rows(table).column("body").to_pylist() == [body]
+    assert keyed.to_pylist() == [SEP + body]  # what the chain hashes after prev_hash
+    assert hot_rows(table).column("body").to_pylist() == [body]
     assert table.column("prev_hash").to_pylist() == ["a" * 64]
 
 
