@@ -150,6 +150,17 @@ def test_shapes_learned_in_one_batch_decide_the_next_batches_rows():
     assert later[1] is None  # a kept shape is no looser than a new one: integer -0 still goes to Python
 
 
+def test_a_row_of_a_kept_shape_it_cannot_decide_leaves_the_rows_after_it_decided():
+    decide("score", ['{"metric": "acc", "value": 0.5}', '{"value": 0.5, "metric": "acc"}'])  # two shapes kept
+    # the first row has the first shape, but orjson writes 1e16 otherwise than Arrow: Python's;
+    # the rows after it, of either shape, are still decided column-wise
+    texts = ['{"metric": "acc", "value": 1e16}'] + ['{"metric": "f1", "value": 0.25}'] * 2 + ['{"value": 2, "metric": "f1"}'] * 3
+    got = decide("score", texts)
+    assert got[0] is None
+    assert got[1] == got[2] == '{"higher_is_better":true,"metric":"f1","split":"public","value":0.25}'
+    assert got[3] == got[4] == got[5] == '{"higher_is_better":true,"metric":"f1","split":"public","value":2.0}'
+
+
 def test_values_with_characters_beyond_ascii_are_cut_out_whole():
     texts = [json.dumps({"metric": m, "value": v, "split": s, "notes": n}, ensure_ascii=False)
              for m, v, s, n in [("café", 0.5, "ünï", "😀 x"), ("ß", 1, "e", ""), ("日本", 2.5, "😀", "é" * 40)] * 3]
