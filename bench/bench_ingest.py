@@ -73,6 +73,9 @@ def generate(n: int, jsonl: Path, parquet: Path) -> None:
 
 def child(what: str, src: str, target: str, workers: int | None) -> None:
     """One measurement in this (fresh) process; prints a JSON line."""
+    from lineage.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the `lineage` command does, before pyarrow loads
     t0 = time.perf_counter()
     if what == "bare":
         import duckdb

@@ -8,12 +8,12 @@ entry point group, so this core never imports upward.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
 
 from lineage.errors import LineageError
+from lineage.memory import keep_freed_memory
 from schemas.errors import SchemaError
 
 # The core's commands, by the module of lineage/commands/ that defines them. A module is
@@ -104,11 +104,5 @@ def cli() -> None:
 
 
 def main() -> None:
-    # Arrow's allocator (mimalloc) gives freed memory back to the system 10 ms after it is
-    # freed. Ingest frees and takes again ~100 MB a batch, which the kernel must then zero
-    # anew (as huge pages): ~0.3-0.7 s of system time per million events. Kept a second,
-    # it is used again by the next batch, and still given back when a command goes idle
-    # (`lineage watch`). Read when pyarrow loads, which no command has done yet; ingest's
-    # worker processes inherit it.
-    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "1000")
+    keep_freed_memory()  # before any command loads pyarrow
     cli(prog_name="lineage")
