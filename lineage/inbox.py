@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lineage.objects import fsync_dir
+
 DONE_SUFFIX = ".done"
 
 
@@ -52,18 +54,10 @@ def archive(inbox: Path, archive_root: Path, path: Path) -> Path:
         target = target.with_name(f"{path.name}~{n}")
         n += 1
     os.replace(path, target)  # same file system: the store's
-    _fsync_dir(path.parent)
-    _fsync_dir(target.parent)
+    fsync_dir(path.parent)
+    fsync_dir(target.parent)
     done_marker(path).unlink(missing_ok=True)
     return target
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["DONE_SUFFIX", "archive", "done_marker", "mark_done", "marked_file"]

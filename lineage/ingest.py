@@ -67,6 +67,7 @@ from lineage.db import first_row
 from lineage.fastprepare import EnvelopeChecker
 from lineage.inbox import marked_file
 from lineage.ingest_parse import (
+    _EMPTY_TEXT,
     _TASKS,
     _TS,
     ACCEPTED_FIELDS,
@@ -82,7 +83,7 @@ from lineage.ingest_parse import (
     parse_parquet,
 )
 from lineage.ingest_workers import WORKERS, _idle_cpu_seconds, _Workers, default_workers
-from lineage.objects import sha256_file
+from lineage.objects import fsync_dir, sha256_file
 from lineage.segments import ROW_GROUP, _quote, events_view_sql, registered_files, segment_name
 from lineage.store import ARROW_SCHEMA, HOT_SCHEMA, YIELD_AFTER, Store, Writer, _waiters
 from schemas.chain import NULL, SEP, now_us
@@ -218,7 +219,7 @@ def bodies(table: pa.Table | pa.RecordBatch, *, keyed: bool = False) -> pa.Array
         text("payload"), number("schema_version"), text("caused_by"), _SEP_TEXT)
 
 
-_NULL_MARK, _SEP_TEXT, _EMPTY_TEXT = pa.scalar(NULL, pa.string()), pa.scalar(SEP, pa.string()), pa.scalar("", pa.string())
+_NULL_MARK, _SEP_TEXT = pa.scalar(NULL, pa.string()), pa.scalar(SEP, pa.string())
 _ONE = pa.scalar(1, pa.int64())
 
 
@@ -286,11 +287,7 @@ def _put_in_place(tmp: Path, final: Path, digest: str | None = None) -> tuple[Pa
         os.fsync(f.fileno())
     os.replace(tmp, final)
     with suppress(OSError):
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(final.parent)
     return final, digest or sha256_file(final), final.stat().st_size
 
 

@@ -26,6 +26,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def fsync_dir(d: Path) -> None:
+    """Make the names in directory ``d`` durable (a file renamed into it, or out of it)."""
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -82,11 +91,7 @@ class ObjectStore:
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
         for d in {p.parent for p in paths}:
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(d)
 
     def put_file(self, path: Path) -> str:
         return self.put(Path(path).read_bytes())

@@ -14,10 +14,14 @@ class ActorKind(StrEnum):
     system = "system"
 
 
-# A name is any printable text without control characters; the kind prefix is strict so
-# that `Human:Bob` or `bot:x` are refused rather than guessed at.
+# What a name may hold, stated once: ingest checks whole columns of names by it too.
+NAME_MAX = 300  # characters
+CONTROL = r"\x00-\x1f\x7f"  # a regex class body: characters no name may hold
+
+# An actor's name is any printable text without control characters; the kind prefix is
+# strict so that `Human:Bob` or `bot:x` are refused rather than guessed at.
 # (fullmatch, not ^...$: "$" would let a trailing newline through)
-_ACTOR = re.compile(r"(human|ai|system):([^\x00-\x1f\x7f]{1,200})")
+_ACTOR = re.compile(f"(human|ai|system):([^{CONTROL}]{{1,200}})")
 
 
 def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]:
@@ -36,9 +40,6 @@ def parse_actor(actor: object, *, field: str = "actor") -> tuple[ActorKind, str]
     return ActorKind(m.group(1)), m.group(2)
 
 
-# What a name may hold, stated once: ingest checks whole columns of names by it too.
-NAME_MAX = 300  # characters
-CONTROL = r"\x00-\x1f\x7f"  # a regex class body: characters no name may hold
 _NAME = re.compile(f"[^{CONTROL}]{{1,{NAME_MAX}}}")  # whole: fullmatch
 
 
